@@ -1,0 +1,94 @@
+"""What the entry points share: one line and a non-zero exit for a user's mistake."""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from zoo.errors import ZooError
+
+# JAX logs its search for a TPU at INFO, which Hydra's logging would print on every run.
+logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+
+_held: list[tuple[Any, io.StringIO]] = []  # (real stderr, what Hydra wrote before the job)
+
+
+def _full_errors() -> bool:
+    return os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+
+def _release_stderr() -> str:
+    """Give stderr back; return what was held."""
+    if not _held:
+        return ""
+    real, held = _held.pop()
+    sys.stderr = real
+    return held.getvalue()
+
+
+def one_line(hydra_message: str) -> str:
+    """Hydra's multi-line composition error as one line: what is wrong, and the valid options."""
+    parts, options = [], []
+    in_options = False
+    for raw in hydra_message.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("Set the environment variable", "object_type=")):
+            continue
+        if line.startswith("Config search path"):
+            break
+        if line.startswith("Available options"):
+            in_options = True
+            parts.append(line.rstrip(":").lower())
+        elif in_options and raw.startswith("\t"):
+            if not line.startswith("zoo_"):  # the schemas are not choices
+                options.append(line)
+        else:
+            parts.append(line)
+    text = "; ".join(parts)
+    return f"{text}: {', '.join(options)}" if options else text
+
+
+def run_hydra_app(hydra_main: Callable[[], Any]) -> None:
+    """Run a `@hydra.main` function, turning a composition error (bad override, unknown key or
+    option) into one line on stderr with exit status 2. HYDRA_FULL_ERROR=1 shows all of it."""
+    if _full_errors():
+        hydra_main()
+        return
+    _held.append((sys.stderr, io.StringIO()))
+    sys.stderr = _held[-1][1]
+    try:
+        hydra_main()
+    except SystemExit as exit_:
+        held = _release_stderr()
+        if exit_.code not in (0, None) and held:
+            print(f"error: {one_line(held)}", file=sys.stderr)
+            sys.exit(2)
+        sys.stderr.write(held)
+        raise
+    finally:
+        sys.stderr.write(_release_stderr())
+
+
+def report_user_errors(main: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a ZooError into `error: <message>` on stderr and exit status 2.
+
+    Set HYDRA_FULL_ERROR=1 to see the traceback instead.
+    """
+
+    @functools.wraps(main)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        sys.stderr.write(_release_stderr())  # the job has started: Hydra composed fine
+        try:
+            return main(*args, **kwargs)
+        except ZooError as err:
+            if _full_errors():
+                raise
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper

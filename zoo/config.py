@@ -1,0 +1,169 @@
+"""Typed config schemas (Hydra structured configs) and the value checks run before any JAX work.
+
+Kept free of JAX imports: the Hydra plugin imports this module at every Hydra app's start.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from zoo.errors import ZooError
+
+MODEL_TARGET = "zoo.create_model"
+
+
+@dataclass
+class DeepNestedConfig:
+    _target_: str = MODEL_TARGET
+    name: str = "deep_nested"
+    in_features: int = 4
+    hidden: int = 8
+    depth: int = 1
+    activation: str = "relu"
+    out_features: int | None = None
+
+
+@dataclass
+class TeacherDataConfig:
+    name: str = "teacher"
+    in_features: int = 4
+    n_train: int = 2048
+    n_val: int = 512
+    noise: float = 0.01
+    seed: int = 1234
+    teacher_seed: int = 4321
+    teacher_depth: int = 1
+    teacher_activation: str = "relu"
+
+
+@dataclass
+class AdamConfig:
+    name: str = "adam"
+    lr: float = 1e-2
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+
+
+@dataclass
+class AdamWConfig(AdamConfig):
+    name: str = "adamw"
+    weight_decay: float = 1e-4
+
+
+@dataclass
+class SGDConfig:
+    name: str = "sgd"
+    lr: float = 1e-1
+    momentum: float = 0.0
+    nesterov: bool = False
+
+
+@dataclass
+class TrainerConfig:
+    steps: int = 2000
+    batch_size: int = 256
+    eval_every: int = 500
+    log_every: int = 100
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    model: Any = None
+    data: Any = None
+    optim: Any = None
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+@dataclass
+class EvalConfig:
+    seed: int = 0
+    model: Any = None
+    data: Any = None
+    x: list[float] | None = None
+    input_seed: int = 0
+    run_dir: str | None = None
+
+
+def register_configs() -> None:
+    """Put the schemas in Hydra's ConfigStore; the YAML files extend them by these names."""
+    cs = ConfigStore.instance()
+    cs.store(name="zoo_train_schema", node=TrainConfig)
+    cs.store(name="zoo_eval_schema", node=EvalConfig)
+    cs.store(group="model", name="zoo_deep_nested_schema", node=DeepNestedConfig)
+    cs.store(group="data", name="zoo_teacher_schema", node=TeacherDataConfig)
+    cs.store(group="optim", name="zoo_adam_schema", node=AdamConfig)
+    cs.store(group="optim", name="zoo_adamw_schema", node=AdamWConfig)
+    cs.store(group="optim", name="zoo_sgd_schema", node=SGDConfig)
+
+
+def _int_at_least(low: int) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: isinstance(v, int) and v >= low), f"an integer >= {low}"
+
+
+def _positive_finite(v: Any) -> bool:
+    return isinstance(v, int | float) and math.isfinite(v) and v > 0
+
+
+def _activation(v: Any) -> bool:
+    from zoo.layers import ACTIVATIONS
+
+    return v in ACTIVATIONS
+
+
+def _activation_names() -> str:
+    from zoo.layers import ACTIVATIONS
+
+    return "one of " + ", ".join(ACTIVATIONS)
+
+
+# key -> (check, what a valid value is). Keys absent from a config are skipped.
+RULES: dict[str, tuple[Callable[[Any], bool], str | Callable[[], str]]] = {
+    "seed": _int_at_least(0),
+    "input_seed": _int_at_least(0),
+    "model.in_features": _int_at_least(1),
+    "model.hidden": _int_at_least(1),
+    "model.depth": _int_at_least(1),
+    "model.out_features": (lambda v: v is None or (isinstance(v, int) and v >= 1), "null or >= 1"),
+    "model.activation": (_activation, _activation_names),
+    "data.in_features": _int_at_least(1),
+    "data.n_train": _int_at_least(1),
+    "data.n_val": _int_at_least(1),
+    "data.noise": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
+    "data.teacher_depth": _int_at_least(1),
+    "data.teacher_activation": (_activation, _activation_names),
+    "optim.lr": (_positive_finite, "a finite number > 0"),
+    "optim.b1": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "optim.b2": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "optim.eps": (_positive_finite, "a finite number > 0"),
+    "optim.weight_decay": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
+    "optim.momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "trainer.steps": _int_at_least(0),
+    "trainer.batch_size": _int_at_least(1),
+    "trainer.eval_every": _int_at_least(1),
+    "trainer.log_every": _int_at_least(1),
+}
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check every known value; raise ZooError naming the first bad key and its value."""
+    for key, (check, requirement) in RULES.items():
+        value = OmegaConf.select(cfg, key, default="__absent__")
+        if isinstance(value, str) and value == "__absent__":
+            continue
+        if not check(value):
+            wanted = requirement() if callable(requirement) else requirement
+            raise ZooError(f"{key}={value!r} is invalid: must be {wanted}")
+    target = OmegaConf.select(cfg, "model._target_")
+    if target is not None and target != MODEL_TARGET:
+        raise ZooError(
+            f"model._target_={target!r} is not allowed: zoo builds models through its registry "
+            f"({MODEL_TARGET}) with model.name"
+        )

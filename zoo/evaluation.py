@@ -1,0 +1,104 @@
+"""Evaluation: a configured model beside the seed's reference, or a train run's saved model."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from zoo.config import validate
+from zoo.data import make_dataset
+from zoo.errors import ZooError
+from zoo.models.deep_nested import deep_nested_forward
+from zoo.training import build_model, loss_and_metrics, model_kwargs
+
+SEED_ARCHITECTURE = {"depth": 1, "activation": "relu", "out_features": None}
+
+
+def model_input(cfg: DictConfig, in_features: int) -> jax.Array:
+    """The configured input `x`, or a standard normal draw from `input_seed`."""
+    if cfg.x is None:
+        return jax.random.normal(jax.random.key(cfg.input_seed), (in_features,))
+    if len(cfg.x) != in_features:
+        raise ZooError(f"x has {len(cfg.x)} values but model.in_features={in_features}")
+    return jnp.asarray(list(cfg.x), dtype=jnp.float32)
+
+
+def compare_with_reference(cfg: DictConfig) -> bool:
+    """Print the configured model's output next to `deep_nested_forward`; True if they agree."""
+    name, kwargs = model_kwargs(cfg.model)
+    model = build_model(name, kwargs, cfg.seed)
+    x = model_input(cfg, kwargs["in_features"])
+    out = model(x)
+    print(f"x      = {x.tolist()}")
+    print(f"model  = {out.tolist()}")
+    seed_like = name == "deep_nested" and all(
+        kwargs.get(k) == v for k, v in SEED_ARCHITECTURE.items()
+    )
+    if not seed_like:
+        print(
+            "reference: not comparable (deep_nested_forward is the deep_nested model with "
+            "depth=1, activation=relu, out_features=null)"
+        )
+        return True
+    ref = deep_nested_forward(float(cfg.seed), x, float(kwargs["hidden"]))
+    diff = float(jnp.max(jnp.abs(out - ref)))
+    print(
+        f"seed   = {ref.tolist()}  (deep_nested_forward(seed={cfg.seed}, x, "
+        f"hidden={kwargs['hidden']}))"
+    )
+    agree = diff == 0.0
+    print(f"max_abs_diff = {diff:.3g}: {'match' if agree else 'MISMATCH'}")
+    return agree
+
+
+def evaluate_run(run_dir: str | Path) -> dict[str, float]:
+    """Load a train run's `model/` and report its validation metrics on the run's own data."""
+    from zoo.pretrained import from_pretrained
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ZooError(f"run_dir={str(run_dir)!r} is not a directory")
+    config_path = run_dir / ".hydra" / "config.yaml"
+    try:
+        cfg = OmegaConf.load(config_path)
+    except FileNotFoundError:
+        raise ZooError(f"{config_path}: no such file (not a train run directory?)") from None
+    except (OSError, OmegaConfBaseException, ValueError) as err:
+        raise ZooError(f"{config_path}: unreadable config ({err})") from None
+    validate(cfg)
+    model = from_pretrained(run_dir / "model")
+    model.eval()
+    data = make_dataset(cfg.data, cfg.model)
+    loss, metrics = loss_and_metrics(data.task, model(data.x_val), data.y_val)
+    result = {"val_loss": float(loss)} | {f"val_{k}": float(v) for k, v in metrics.items()}
+    logged = last_logged(run_dir / "metrics.jsonl")
+    for key, value in result.items():
+        note = f"  (logged at the end of training: {logged[key]:.6g})" if key in logged else ""
+        print(f"{key} = {value:.6g}{note}")
+    return result
+
+
+def last_logged(path: Path) -> dict[str, Any]:
+    """The last record of a metrics.jsonl that has a val_loss, or {} if there is none."""
+    if not path.exists():
+        return {}
+    last: dict[str, Any] = {}
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if (
+            isinstance(record, dict)
+            and isinstance(record.get("val_loss"), float)
+            and math.isfinite(record["val_loss"])
+        ):
+            last = record
+    return last

@@ -1,0 +1,51 @@
+"""Shared pieces: the activation table and the scan-over-stacked-blocks helper."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+from flax import nnx
+
+# Activations by name only: nothing is ever resolved from a dotted path.
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "relu": jax.nn.relu,
+    "gelu": jax.nn.gelu,
+    "silu": jax.nn.silu,
+    "tanh": jax.nn.tanh,
+    "sigmoid": jax.nn.sigmoid,
+    "elu": jax.nn.elu,
+    "leaky_relu": jax.nn.leaky_relu,
+    "softplus": jax.nn.softplus,
+    "identity": lambda x: x,
+}
+
+
+def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:
+    """The activation function called `name`; unknown names raise ValueError listing valid ones."""
+    try:
+        return ACTIVATIONS[name]
+    except (KeyError, TypeError):
+        valid = ", ".join(ACTIVATIONS)
+        raise ValueError(f"unknown activation {name!r}; valid: {valid}") from None
+
+
+def create_stacked(make_block: Callable[[nnx.Rngs], nnx.Module], count: int, rngs: nnx.Rngs):
+    """`count` blocks from `make_block`, their variables stacked along a leading layer axis."""
+
+    @nnx.split_rngs(splits=count)
+    @nnx.vmap(in_axes=(0,), out_axes=0)
+    def create(rngs: nnx.Rngs) -> nnx.Module:
+        return make_block(rngs)
+
+    return create(rngs)
+
+
+def scan_blocks(blocks: nnx.Module, x: jax.Array) -> jax.Array:
+    """Apply stacked `blocks` in order with one `scan`: compile time does not grow with depth."""
+
+    @nnx.scan(in_axes=(0, nnx.Carry), out_axes=nnx.Carry)
+    def step(block: nnx.Module, h: jax.Array) -> jax.Array:
+        return block(h)
+
+    return step(blocks, x)

@@ -1,0 +1,92 @@
+"""The seed's model: OuterModule -> MiddleModule -> InnerLinear, generalised in depth and head.
+
+With depth=1, activation="relu", out_features=None it is the seed's model exactly: same
+parameters for the same seed and state paths `middle/inner/kernel`, `middle/inner/bias`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from zoo.layers import create_stacked, get_activation, scan_blocks
+from zoo.registry import register_model
+
+
+class InnerLinear(nnx.Module):
+    """`x @ kernel + bias`, kernel ~ N(0, 1/in_features), bias zero."""
+
+    def __init__(self, in_features: int, out_features: int, rngs: nnx.Rngs):
+        key = rngs.params()
+        scale = 1.0 / jnp.sqrt(in_features)
+        self.kernel = nnx.Param(jax.random.normal(key, (in_features, out_features)) * scale)
+        self.bias = nnx.Param(jnp.zeros((out_features,)))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return x @ self.kernel[...] + self.bias[...]
+
+
+class MiddleModule(nnx.Module):
+    """One block: `activation(inner(x))`."""
+
+    def __init__(self, in_features: int, hidden: int, rngs: nnx.Rngs, activation: str = "relu"):
+        get_activation(activation)  # fail at construction, not at the first call
+        self.activation = activation
+        self.inner = InnerLinear(in_features, hidden, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return get_activation(self.activation)(self.inner(x))
+
+
+@register_model("deep_nested")
+class OuterModule(nnx.Module):
+    """`depth` Linear+activation blocks, then an optional linear head.
+
+    Block 1 is `middle` (in_features -> hidden, drawn first, as in the seed); blocks 2..depth are
+    `blocks`, hidden -> hidden, stored stacked with a leading layer axis and applied with a scan.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden: int,
+        *,
+        depth: int = 1,
+        activation: str = "relu",
+        out_features: int | None = None,
+        rngs: nnx.Rngs,
+    ):
+        for key, value in (("in_features", in_features), ("hidden", hidden), ("depth", depth)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
+        if out_features is not None and (not isinstance(out_features, int) or out_features < 1):
+            raise ValueError(f"out_features must be an integer >= 1 or None, got {out_features!r}")
+        self.middle = MiddleModule(in_features, hidden, rngs=rngs, activation=activation)
+        # Absent parts are None (static), so depth=1 without head keeps exactly the seed's state.
+        self.blocks = (
+            create_stacked(
+                lambda r: MiddleModule(hidden, hidden, rngs=r, activation=activation),
+                depth - 1,
+                rngs,
+            )
+            if depth > 1
+            else None
+        )
+        self.head = InnerLinear(hidden, out_features, rngs=rngs) if out_features else None
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = self.middle(x)
+        if self.blocks is not None:
+            h = scan_blocks(self.blocks, h)
+        if self.head is not None:
+            h = self.head(h)
+        return h
+
+
+def deep_nested_forward(seed: float, x: jax.Array, hidden: float) -> jax.Array:
+    """The seed's function: build `OuterModule(x.shape[-1], int(hidden))` from
+    `nnx.Rngs(int(seed))` and apply it to `x` (1-D, or batched with leading dims)."""
+    x = jnp.asarray(x)
+    model = OuterModule(in_features=x.shape[-1], hidden=int(hidden), rngs=nnx.Rngs(int(seed)))
+    return model(x)

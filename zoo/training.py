@@ -1,0 +1,199 @@
+"""The training loop: split the model once, then run pure jitted steps on arrays.
+
+Steps between two log points are fused into one `lax.scan` dispatch; batches are sampled on the
+device from `fold_in(data_key, step)`, so the data order depends only on the seed and the step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from omegaconf import DictConfig, OmegaConf
+
+from zoo.config import MODEL_TARGET
+from zoo.data import Dataset, make_dataset
+from zoo.errors import ZooError
+from zoo.registry import create_model
+
+log = logging.getLogger(__name__)
+
+
+class TrainState(NamedTuple):
+    """Everything the rest of a run depends on, as arrays."""
+
+    params: nnx.State  # nnx.Param variables
+    rest: nnx.State  # every other variable (e.g. RNG counters for dropout)
+    opt_state: optax.OptState
+    step: jax.Array
+    data_key: jax.Array
+
+
+# --- building blocks ---------------------------------------------------------------------------
+
+
+def model_kwargs(model_cfg: Any) -> tuple[str, dict[str, Any]]:
+    """Registry name and constructor arguments from a model config (its `_target_` is ignored:
+    models are only ever built through the registry)."""
+    kwargs = (
+        OmegaConf.to_container(model_cfg, resolve=True)
+        if isinstance(model_cfg, DictConfig)
+        else dict(model_cfg)
+    )
+    target = kwargs.pop("_target_", MODEL_TARGET)
+    if target != MODEL_TARGET:
+        raise ZooError(f"model._target_={target!r} is not allowed; use {MODEL_TARGET} with name")
+    return kwargs.pop("name"), kwargs
+
+
+def fit_to_data(kwargs: dict[str, Any], data: Dataset) -> dict[str, Any]:
+    """Make the model's input and output widths follow the data, logging what changed."""
+    fitted = dict(kwargs)
+    if "in_features" in fitted:
+        fitted["in_features"] = data.in_features
+    natural = fitted.get("out_features") or fitted.get("hidden")
+    if "out_features" in fitted and (data.task == "classification" or natural != data.out_features):
+        fitted["out_features"] = data.out_features
+    for key in fitted:
+        if fitted[key] != kwargs[key]:
+            log.info("model.%s=%s follows the data (was %s)", key, fitted[key], kwargs[key])
+    return fitted
+
+
+def build_model(name: str, kwargs: dict[str, Any], seed: int) -> nnx.Module:
+    try:
+        return create_model(name, rngs=nnx.Rngs(seed), **kwargs)
+    except (TypeError, ValueError) as err:
+        raise ZooError(f"model {name!r}: {err}") from None
+
+
+OPTIMIZERS: dict[str, Callable[[Any], optax.GradientTransformation]] = {
+    "adam": lambda c: optax.adam(c.lr, b1=c.b1, b2=c.b2, eps=c.eps),
+    "adamw": lambda c: optax.adamw(c.lr, b1=c.b1, b2=c.b2, eps=c.eps, weight_decay=c.weight_decay),
+    "sgd": lambda c: optax.sgd(c.lr, momentum=c.momentum or None, nesterov=c.nesterov),
+}
+
+
+def make_optimizer(optim_cfg: Any) -> optax.GradientTransformation:
+    if optim_cfg.name not in OPTIMIZERS:
+        raise ZooError(f"optim.name={optim_cfg.name!r} is unknown; valid: {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[optim_cfg.name](optim_cfg)
+
+
+def loss_and_metrics(task: str, out: jax.Array, y: jax.Array) -> tuple[jax.Array, dict]:
+    """Mean squared error (regression) or cross-entropy with accuracy (classification)."""
+    if task == "classification":
+        loss = optax.softmax_cross_entropy_with_integer_labels(out, y).mean()
+        return loss, {"accuracy": (out.argmax(-1) == y).mean()}
+    return jnp.mean((out - y) ** 2), {}
+
+
+# --- pure step functions -----------------------------------------------------------------------
+
+
+def make_steps(graphdef: nnx.GraphDef, eval_graphdef: nnx.GraphDef, tx, task: str, batch_size: int):
+    """Jitted `train_chunk(state, x, y, length)` and `evaluate(params, rest, x, y)`."""
+
+    def train_step(x, y, state: TrainState, _):
+        key = jax.random.fold_in(state.data_key, state.step)
+        idx = jax.random.randint(key, (batch_size,), 0, x.shape[0])
+        xb, yb = x[idx], y[idx]
+
+        def compute_loss(params):
+            model = nnx.merge(graphdef, params, state.rest)
+            loss, _ = loss_and_metrics(task, model(xb), yb)
+            return loss, nnx.state(model, nnx.Not(nnx.Param))
+
+        (loss, rest), grads = jax.value_and_grad(compute_loss, has_aux=True)(state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return TrainState(params, rest, opt_state, state.step + 1, state.data_key), loss
+
+    @partial(jax.jit, static_argnames="length", donate_argnums=0)
+    def train_chunk(state: TrainState, x, y, length: int):
+        state, losses = jax.lax.scan(partial(train_step, x, y), state, length=length)
+        return state, losses.mean()
+
+    @jax.jit
+    def evaluate(params, rest, x, y):
+        model = nnx.merge(eval_graphdef, params, rest)
+        loss, metrics = loss_and_metrics(task, model(x), y)
+        return {"val_loss": loss} | {f"val_{k}": v for k, v in metrics.items()}
+
+    return train_chunk, evaluate
+
+
+def log_points(steps: int, *everies: int) -> list[int]:
+    """Sorted steps where the loop stops to log, evaluate or save: multiples of each and the end."""
+    points = {steps} if steps else set()
+    for every in everies:
+        points.update(range(every, steps + 1, every))
+    return sorted(points)
+
+
+# --- the loop ----------------------------------------------------------------------------------
+
+
+def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
+    """Train the configured model; write metrics.jsonl and model/ into `run_dir`.
+
+    Returns the last logged metrics (what a sweeper optimises).
+    """
+    from zoo.pretrained import save_pretrained
+
+    run_dir = Path(run_dir)
+    trainer = cfg.trainer
+    name, kwargs = model_kwargs(cfg.model)
+    data = make_dataset(cfg.data, cfg.model)
+    kwargs = fit_to_data(kwargs, data)
+    model = build_model(name, kwargs, cfg.seed)
+    tx = make_optimizer(cfg.optim)
+
+    model.train()
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    model.eval()
+    eval_graphdef = nnx.graphdef(model)
+    state = TrainState(params, rest, tx.init(params), jnp.asarray(0), jax.random.key(cfg.seed))
+    train_chunk, evaluate = make_steps(graphdef, eval_graphdef, tx, data.task, trainer.batch_size)
+    x, y, x_val, y_val = data.arrays()
+    log.info(
+        "model %s %s: %d parameters; %d train / %d val examples (%s)",
+        name,
+        kwargs,
+        sum(p.size for p in jax.tree.leaves(params)),
+        len(x),
+        len(x_val),
+        data.task,
+    )
+
+    record: dict[str, float] = {}
+    done = 0
+    with open(run_dir / "metrics.jsonl", "w") as metrics_file:
+        for point in log_points(trainer.steps, trainer.log_every, trainer.eval_every):
+            state, train_loss = train_chunk(state, x, y, length=point - done)
+            done = point
+            record = {"step": point, "train_loss": float(train_loss)}
+            if point % trainer.eval_every == 0 or point == trainer.steps:
+                metrics = evaluate(state.params, state.rest, x_val, y_val)
+                record |= {k: float(v) for k, v in metrics.items()}
+            metrics_file.write(json.dumps(record) + "\n")
+            metrics_file.flush()
+            log.info(" ".join(f"{k}={v:.6g}" for k, v in record.items()))
+            if not all(math.isfinite(v) for v in record.values()):
+                raise ZooError(
+                    f"loss became non-finite at step {point}: lower optim.lr or check the data"
+                )
+
+    nnx.update(model, state.params, state.rest)
+    save_pretrained(model, run_dir / "model")
+    log.info("saved the trained model to %s", run_dir / "model")
+    return record
