@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -143,6 +144,69 @@ def log_points(steps: int, *everies: int) -> list[int]:
 # --- the loop ----------------------------------------------------------------------------------
 
 
+@dataclass
+class Run:
+    """A prepared run: the model split once, its jitted steps, its data and current state."""
+
+    name: str
+    kwargs: dict[str, Any]
+    model: nnx.Module
+    data: Dataset
+    tx: optax.GradientTransformation
+    state: TrainState
+    train_chunk: Callable
+    evaluate: Callable
+    batch_size: int
+    steps: int
+    log_every: int
+    eval_every: int
+
+
+def prepare(cfg: DictConfig) -> Run:
+    """Build data, model and optimizer from a validated config; split the model once."""
+    trainer = cfg.trainer
+    name, kwargs = model_kwargs(cfg.model)
+    data = make_dataset(cfg.data, cfg.model)
+    kwargs = fit_to_data(kwargs, data)
+    model = build_model(name, kwargs, cfg.seed)
+    tx = make_optimizer(cfg.optim)
+    model.train()
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    model.eval()
+    eval_graphdef = nnx.graphdef(model)
+    state = TrainState(params, rest, tx.init(params), jnp.asarray(0), jax.random.key(cfg.seed))
+    train_chunk, evaluate = make_steps(graphdef, eval_graphdef, tx, data.task, trainer.batch_size)
+    return Run(
+        name,
+        kwargs,
+        model,
+        data,
+        tx,
+        state,
+        train_chunk,
+        evaluate,
+        trainer.batch_size,
+        trainer.steps,
+        trainer.log_every,
+        trainer.eval_every,
+    )
+
+
+def run_chunks(run: Run, points: list[int]) -> Iterator[dict[str, float]]:
+    """Advance `run.state` to each step in `points`, one fused dispatch each; yield the record
+    logged there: the mean train loss since the last point, and validation metrics when due."""
+    x, y, x_val, y_val = run.data.arrays()
+    done = int(run.state.step)
+    for point in points:
+        run.state, train_loss = run.train_chunk(run.state, x, y, length=point - done)
+        done = point
+        record = {"step": point, "train_loss": float(train_loss)}
+        if point % run.eval_every == 0 or point == run.steps:
+            metrics = run.evaluate(run.state.params, run.state.rest, x_val, y_val)
+            record |= {k: float(v) for k, v in metrics.items()}
+        yield record
+
+
 def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     """Train the configured model; write metrics.jsonl and model/ into `run_dir`.
 
@@ -151,49 +215,30 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     from zoo.pretrained import save_pretrained
 
     run_dir = Path(run_dir)
-    trainer = cfg.trainer
-    name, kwargs = model_kwargs(cfg.model)
-    data = make_dataset(cfg.data, cfg.model)
-    kwargs = fit_to_data(kwargs, data)
-    model = build_model(name, kwargs, cfg.seed)
-    tx = make_optimizer(cfg.optim)
-
-    model.train()
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    model.eval()
-    eval_graphdef = nnx.graphdef(model)
-    state = TrainState(params, rest, tx.init(params), jnp.asarray(0), jax.random.key(cfg.seed))
-    train_chunk, evaluate = make_steps(graphdef, eval_graphdef, tx, data.task, trainer.batch_size)
-    x, y, x_val, y_val = data.arrays()
+    run = prepare(cfg)
     log.info(
         "model %s %s: %d parameters; %d train / %d val examples (%s)",
-        name,
-        kwargs,
-        sum(p.size for p in jax.tree.leaves(params)),
-        len(x),
-        len(x_val),
-        data.task,
+        run.name,
+        run.kwargs,
+        sum(p.size for p in jax.tree.leaves(run.state.params)),
+        len(run.data.x_train),
+        len(run.data.x_val),
+        run.data.task,
     )
 
     record: dict[str, float] = {}
-    done = 0
     with open(run_dir / "metrics.jsonl", "w") as metrics_file:
-        for point in log_points(trainer.steps, trainer.log_every, trainer.eval_every):
-            state, train_loss = train_chunk(state, x, y, length=point - done)
-            done = point
-            record = {"step": point, "train_loss": float(train_loss)}
-            if point % trainer.eval_every == 0 or point == trainer.steps:
-                metrics = evaluate(state.params, state.rest, x_val, y_val)
-                record |= {k: float(v) for k, v in metrics.items()}
+        for record in run_chunks(run, log_points(run.steps, run.log_every, run.eval_every)):
             metrics_file.write(json.dumps(record) + "\n")
             metrics_file.flush()
             log.info(" ".join(f"{k}={v:.6g}" for k, v in record.items()))
             if not all(math.isfinite(v) for v in record.values()):
                 raise ZooError(
-                    f"loss became non-finite at step {point}: lower optim.lr or check the data"
+                    f"loss became non-finite at step {record['step']}: lower optim.lr "
+                    "or check the data"
                 )
 
-    nnx.update(model, state.params, state.rest)
-    save_pretrained(model, run_dir / "model")
+    nnx.update(run.model, run.state.params, run.state.rest)
+    save_pretrained(run.model, run_dir / "model")
     log.info("saved the trained model to %s", run_dir / "model")
     return record
