@@ -71,6 +71,15 @@ class TrainerConfig:
     batch_size: int = 256
     eval_every: int = 500
     log_every: int = 100
+    # Data parallel over this many local devices per process: "auto" (all of them) or a number.
+    devices: str = "auto"
+    # Join a multi-host run with jax.distributed.initialize(): true, false, or null to join when
+    # launched by srun / mpirun with several tasks. The three below are read by JAX from
+    # SLURM / Open MPI when null; elsewhere set them (the coordinator is process 0's host:port).
+    distributed: bool | None = None
+    coordinator_address: str | None = None
+    num_processes: int | None = None
+    process_id: int | None = None
 
 
 @dataclass
@@ -112,6 +121,10 @@ def _positive_finite(v: Any) -> bool:
     return isinstance(v, int | float) and math.isfinite(v) and v > 0
 
 
+def _devices(v: Any) -> bool:
+    return v == "auto" or (isinstance(v, str) and v.isdigit() and int(v) >= 1)
+
+
 def _activation(v: Any) -> bool:
     from zoo.layers import ACTIVATIONS
 
@@ -149,6 +162,13 @@ RULES: dict[str, tuple[Callable[[Any], bool], str | Callable[[], str]]] = {
     "trainer.batch_size": _int_at_least(1),
     "trainer.eval_every": _int_at_least(1),
     "trainer.log_every": _int_at_least(1),
+    "trainer.devices": (_devices, "auto or an integer >= 1"),
+    "trainer.num_processes": (lambda v: v is None or (isinstance(v, int) and v >= 1), "null or >= 1"),
+    "trainer.process_id": (lambda v: v is None or (isinstance(v, int) and v >= 0), "null or >= 0"),
+    "trainer.coordinator_address": (
+        lambda v: v is None or (isinstance(v, str) and v.rpartition(":")[2].isdigit()),
+        "null or host:port",
+    ),
 }
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -19,8 +20,10 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
+from jax.sharding import Mesh
 from omegaconf import DictConfig, OmegaConf
 
+from zoo import parallel
 from zoo.config import MODEL_TARGET
 from zoo.data import Dataset, make_dataset
 from zoo.errors import ZooError
@@ -101,13 +104,22 @@ def loss_and_metrics(task: str, out: jax.Array, y: jax.Array) -> tuple[jax.Array
 # --- pure step functions -----------------------------------------------------------------------
 
 
-def make_steps(graphdef: nnx.GraphDef, eval_graphdef: nnx.GraphDef, tx, task: str, batch_size: int):
-    """Jitted `train_chunk(state, x, y, length)` and `evaluate(params, rest, x, y)`."""
+def make_steps(
+    graphdef: nnx.GraphDef,
+    eval_graphdef: nnx.GraphDef,
+    tx,
+    task: str,
+    batch_size: int,
+    mesh: Mesh,
+):
+    """Jitted `train_chunk(state, x, y, length)` and `evaluate(params, rest, x, y)`.
+
+    Both return arrays replicated over `mesh`; each batch is split over its `data` axis."""
 
     def train_step(x, y, state: TrainState, _):
         key = jax.random.fold_in(state.data_key, state.step)
         idx = jax.random.randint(key, (batch_size,), 0, x.shape[0])
-        xb, yb = x[idx], y[idx]
+        xb, yb = parallel.shard_batch((x[idx], y[idx]), mesh)
 
         def compute_loss(params):
             model = nnx.merge(graphdef, params, state.rest)
@@ -119,12 +131,14 @@ def make_steps(graphdef: nnx.GraphDef, eval_graphdef: nnx.GraphDef, tx, task: st
         params = optax.apply_updates(state.params, updates)
         return TrainState(params, rest, opt_state, state.step + 1, state.data_key), loss
 
-    @partial(jax.jit, static_argnames="length", donate_argnums=0)
+    replicated = parallel.replicated(mesh)
+
+    @partial(jax.jit, static_argnames="length", donate_argnums=0, out_shardings=replicated)
     def train_chunk(state: TrainState, x, y, length: int):
         state, losses = jax.lax.scan(partial(train_step, x, y), state, length=length)
         return state, losses.mean()
 
-    @jax.jit
+    @partial(jax.jit, out_shardings=replicated)
     def evaluate(params, rest, x, y):
         model = nnx.merge(eval_graphdef, params, rest)
         loss, metrics = loss_and_metrics(task, model(x), y)
@@ -163,8 +177,17 @@ class Run:
 
 
 def prepare(cfg: DictConfig) -> Run:
-    """Build data, model and optimizer from a validated config; split the model once."""
+    """Build data, model and optimizer from a validated config; split the model once.
+
+    Joins a multi-host run first if configured; state and data are replicated over the mesh of
+    `trainer.devices`."""
     trainer = cfg.trainer
+    parallel.initialize_distributed(
+        trainer.distributed, trainer.coordinator_address, trainer.num_processes, trainer.process_id
+    )
+    mesh = parallel.make_mesh(trainer.devices)
+    parallel.check_batch_size(trainer.batch_size, mesh)
+    log.info(parallel.describe(mesh))
     name, kwargs = model_kwargs(cfg.model)
     data = make_dataset(cfg.data, cfg.model)
     kwargs = fit_to_data(kwargs, data)
@@ -175,7 +198,12 @@ def prepare(cfg: DictConfig) -> Run:
     model.eval()
     eval_graphdef = nnx.graphdef(model)
     state = TrainState(params, rest, tx.init(params), jnp.asarray(0), jax.random.key(cfg.seed))
-    train_chunk, evaluate = make_steps(graphdef, eval_graphdef, tx, data.task, trainer.batch_size)
+    state = parallel.replicate(state, mesh)
+    x, y, x_val, y_val = parallel.replicate(data.arrays(), mesh)
+    data = replace(data, x_train=x, y_train=y, x_val=x_val, y_val=y_val)
+    train_chunk, evaluate = make_steps(
+        graphdef, eval_graphdef, tx, data.task, trainer.batch_size, mesh
+    )
     return Run(
         name,
         kwargs,
@@ -210,7 +238,8 @@ def run_chunks(run: Run, points: list[int]) -> Iterator[dict[str, float]]:
 def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     """Train the configured model; write metrics.jsonl and model/ into `run_dir`.
 
-    Returns the last logged metrics (what a sweeper optimises).
+    Returns the last logged metrics (what a sweeper optimises). With several processes, only
+    process 0 writes files.
     """
     from zoo.pretrained import save_pretrained
 
@@ -226,8 +255,9 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
         run.data.task,
     )
 
+    primary = jax.process_index() == 0
     record: dict[str, float] = {}
-    with open(run_dir / "metrics.jsonl", "w") as metrics_file:
+    with open(run_dir / "metrics.jsonl" if primary else os.devnull, "w") as metrics_file:
         for record in run_chunks(run, log_points(run.steps, run.log_every, run.eval_every)):
             metrics_file.write(json.dumps(record) + "\n")
             metrics_file.flush()
@@ -239,6 +269,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
                 )
 
     nnx.update(run.model, run.state.params, run.state.rest)
-    save_pretrained(run.model, run_dir / "model")
-    log.info("saved the trained model to %s", run_dir / "model")
+    if primary:
+        save_pretrained(run.model, run_dir / "model")
+        log.info("saved the trained model to %s", run_dir / "model")
     return record

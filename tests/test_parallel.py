@@ -1,0 +1,182 @@
+"""Data parallel training over several devices and several processes, against one device."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from conftest import ROOT, run_script
+from zoo import parallel
+from zoo.config import validate
+from zoo.errors import ZooError
+
+FOUR_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+SHORT = ["trainer.steps=40", "trainer.log_every=10", "trainer.eval_every=20", "model.hidden=16"]
+
+# Trains in one process (JAX starts once) with each list of overrides; prints the metrics as JSON.
+TRAIN_EACH = """
+import json, logging, sys, tempfile
+from hydra import compose, initialize_config_dir
+from zoo.config import register_configs
+from zoo.training import train
+
+logging.basicConfig(level=logging.INFO, format="%(message)s")
+register_configs()
+results = []
+for overrides in json.loads(sys.argv[1]):
+    with initialize_config_dir(config_dir=sys.argv[2], version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    with tempfile.TemporaryDirectory() as run_dir:
+        train(cfg, run_dir)
+        with open(run_dir + "/metrics.jsonl") as f:
+            results.append([json.loads(line) for line in f])
+print(json.dumps(results))
+"""
+
+
+def train_each(*override_lists: list[str], env: dict[str, str]) -> tuple[list, str]:
+    result = subprocess.run(
+        [sys.executable, "-c", TRAIN_EACH, json.dumps(override_lists), str(ROOT / "configs")],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu"} | env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.splitlines()[-1]), result.stderr
+
+
+def losses(records: list[dict]) -> np.ndarray:
+    return np.array([[r["train_loss"], r.get("val_loss", np.nan)] for r in records])
+
+
+def test_four_devices_match_one_device_and_repeat_bitwise():
+    (one, four, again), log = train_each(
+        [*SHORT, "trainer.devices=1"], SHORT, SHORT, env=FOUR_DEVICES
+    )
+    assert "data parallel over 1 cpu device(s)" in log
+    assert "data parallel over 4 cpu device(s)" in log
+    assert [r["step"] for r in four] == [10, 20, 30, 40]
+    # The sum over the batch is split over devices, so float rounding differs from one device.
+    np.testing.assert_allclose(losses(four), losses(one), rtol=1e-6)
+    assert four == again  # bitwise: every value of a repeat run is identical
+    assert four[-1]["val_loss"] < 0.5 * four[0]["train_loss"]  # it learns
+
+
+def test_batch_not_divisible_by_devices_is_refused_in_one_line(tmp_path):
+    result = run_script(
+        "train.py", "trainer.batch_size=30", f"hydra.run.dir={tmp_path}", env=FOUR_DEVICES
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: trainer.batch_size=30 does not divide evenly over 4 devices; "
+        "use a multiple of 4, or set trainer.devices"
+    )
+    assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_more_devices_than_the_process_has_is_refused():
+    available = len(parallel.make_mesh("auto").devices)
+    with pytest.raises(ZooError, match=rf"trainer.devices={available + 1} but this process sees"):
+        parallel.make_mesh(available + 1)
+    assert parallel.make_mesh(1).size == 1
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("trainer.devices=0", "trainer.devices='0' is invalid: must be auto or an integer >= 1"),
+        ("trainer.devices=many", "trainer.devices='many' is invalid"),
+        ("trainer.num_processes=0", "trainer.num_processes=0 is invalid: must be null or >= 1"),
+        ("trainer.process_id=-1", "trainer.process_id=-1 is invalid: must be null or >= 0"),
+        ("trainer.coordinator_address=host", "trainer.coordinator_address='host' is invalid"),
+    ],
+)
+def test_bad_parallel_settings_are_refused(train_cfg, override, message):
+    with pytest.raises(ZooError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        validate(train_cfg(override))
+
+
+def test_distributed_without_a_coordinator_says_what_to_set(tmp_path):
+    result = run_script("train.py", "trainer.distributed=true", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("error: trainer.distributed: jax.distributed.initialize() failed")
+    assert "trainer.coordinator_address" in lines[0]
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({}, None),
+        ({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "1", "SLURM_STEP_NODELIST": "n1"}, None),
+        ({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "4", "SLURM_STEP_NODELIST": "n[1-2]"}, "SLURM"),
+        ({"OMPI_MCA_orte_hnp_uri": "1.0;tcp://10.0.0.1:1", "OMPI_COMM_WORLD_SIZE": "2"}, "Open MPI"),
+    ],
+)
+def test_cluster_launch_is_detected_from_the_environment(monkeypatch, env, expected):
+    for key in ("SLURM_STEP_NODELIST", "SLURM_NTASKS", "OMPI_MCA_orte_hnp_uri"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert parallel.cluster_env() == expected
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_on_loopback_match_one_process(tmp_path):
+    port = free_port()
+    cluster = [
+        "trainer.distributed=true",
+        f"trainer.coordinator_address=127.0.0.1:{port}",
+        "trainer.num_processes=2",
+    ]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "train.py"),
+                *SHORT,
+                *cluster,
+                f"trainer.process_id={i}",
+                f"hydra.run.dir={tmp_path / f'p{i}'}",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    single = run_script("train.py", *SHORT, f"hydra.run.dir={tmp_path / 'single'}")
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert single.returncode == 0, single.stderr
+    assert "data parallel over 2 cpu device(s) in 2 processes" in outputs[0]
+
+    def metrics(run: str) -> list[dict]:
+        return [json.loads(x) for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+
+    # Only process 0 writes metrics and the model.
+    assert not (tmp_path / "p1" / "metrics.jsonl").exists()
+    assert not (tmp_path / "p1" / "model").exists()
+    two, one = metrics("p0"), metrics("single")
+    assert [r["step"] for r in two] == [r["step"] for r in one]
+    np.testing.assert_allclose(losses(two), losses(one), rtol=1e-6)
+    weights_two = load_file(tmp_path / "p0" / "model" / "model.safetensors")
+    weights_one = load_file(tmp_path / "single" / "model" / "model.safetensors")
+    assert weights_two.keys() == weights_one.keys()
+    for key in weights_one:
+        np.testing.assert_allclose(weights_two[key], weights_one[key], rtol=1e-5, atol=1e-6)

@@ -1,0 +1,118 @@
+"""The summary of a Hydra sweep: one row per job with its overrides and final metrics.
+
+`SweepSummary` is a Hydra callback (configs/train.yaml, `hydra.callbacks`). It reads what each job
+left in its directory (`.hydra/overrides.yaml` and the last line of `metrics.jsonl`), so it works
+whichever launcher ran the jobs and in whichever process. Kept free of JAX imports: Hydra builds
+its callbacks at every start of train.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+SUMMARY = "summary.csv"
+
+
+def _natural(path: Path) -> list[Any]:
+    """Sort key that puts job 10 after job 9."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.as_posix())]
+
+
+def _last_record(metrics: Path) -> dict[str, Any]:
+    """The last complete JSON line of a metrics file; empty when there is none."""
+    if not metrics.is_file():
+        return {}
+    for line in reversed(metrics.read_text().splitlines()):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a job that died while writing
+        if isinstance(record, dict):
+            return record
+    return {}
+
+
+def collect(sweep_dir: Path) -> list[dict[str, Any]]:
+    """One row per job directory under `sweep_dir`: `job`, its overrides, its final metrics."""
+    rows = []
+    for overrides_file in sorted(sweep_dir.glob("**/.hydra/overrides.yaml"), key=_natural):
+        job_dir = overrides_file.parent.parent
+        row: dict[str, Any] = {"job": job_dir.relative_to(sweep_dir).as_posix()}
+        for override in OmegaConf.to_container(OmegaConf.load(overrides_file)) or []:
+            key, _, value = str(override).partition("=")
+            row[key] = value
+        row |= _last_record(job_dir / "metrics.jsonl")
+        rows.append(row)
+    return rows
+
+
+def _columns(rows: list[dict[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(key for row in rows for key in row))
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    """Write the rows as CSV atomically: a reader sees the old table or the new one, whole."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=_columns(rows), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    fd, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text.getvalue())
+        os.replace(staging, path)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """The rows as an aligned text table, floats to 6 significant digits."""
+    columns = _columns(rows)
+
+    def cell(value: Any) -> str:
+        return f"{value:.6g}" if isinstance(value, float) else ("" if value is None else str(value))
+
+    cells = [columns] + [[cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in cells)
+
+
+def summarize(sweep_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """Collect the sweep's jobs and (re)write `summary.csv` in `sweep_dir`; return the rows."""
+    sweep_dir = Path(sweep_dir)
+    rows = collect(sweep_dir)
+    if rows:
+        write_csv(rows, sweep_dir / SUMMARY)
+    return rows
+
+
+class SweepSummary(Callback):
+    """Keeps `summary.csv` in the sweep directory up to date and prints it when the sweep ends."""
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        # Refreshed after every job (in the job's process) so a sweep that stops early still
+        # leaves a table of the jobs that finished.
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return
+        output_dir = Path(config.hydra.runtime.output_dir)
+        depth = len(Path(str(config.hydra.sweep.subdir)).parts)
+        summarize(output_dir.parents[depth - 1] if depth else output_dir)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        rows = summarize(sweep_dir)
+        if rows:
+            print(f"sweep summary ({sweep_dir / SUMMARY}):\n{format_table(rows)}", flush=True)
