@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from conftest import ROOT, run_script
 from safetensors.numpy import load_file
 
-from conftest import ROOT, run_script
 from zoo import parallel
 from zoo.config import validate
 from zoo.errors import ZooError
@@ -36,15 +37,34 @@ for overrides in json.loads(sys.argv[1]):
         train(cfg, run_dir)
         with open(run_dir + "/metrics.jsonl") as f:
             results.append([json.loads(line) for line in f])
-print(json.dumps(results))
+
+# The collectives XLA put into one fused chunk of steps on all devices.
+import jax, jax.numpy as jnp, optax
+from flax import nnx
+from zoo import parallel
+from zoo.models.deep_nested import OuterModule
+from zoo.training import TrainState, make_steps
+
+mesh = parallel.make_mesh("auto")
+graphdef, params, rest = nnx.split(OuterModule(4, 8, rngs=nnx.Rngs(0)), nnx.Param, ...)
+tx = optax.adam(1e-2)
+state = TrainState(params, rest, tx.init(params), jnp.asarray(0), jax.random.key(0))
+state, x, y = parallel.replicate((state, jnp.ones((64, 4)), jnp.ones((64, 8))), mesh)
+train_chunk, _ = make_steps(graphdef, graphdef, tx, "regression", 32, mesh)
+hlo = train_chunk.lower(state, x, y, length=3).compile().as_text()
+ops = ["all-reduce(", "all-gather(", "all-to-all(", "reduce-scatter("]
+state, _ = train_chunk(state, x, y, length=3)
+replicated = all(a.sharding.is_fully_replicated for a in jax.tree.leaves(state))
+print(json.dumps([results, {op[:-1]: hlo.count(op) for op in ops}, replicated]))
 """
 
 
 def train_each(*override_lists: list[str], env: dict[str, str]) -> tuple[list, str]:
+    """Metrics of each run, and the collectives and state layout of a fused chunk of steps."""
     result = subprocess.run(
         [sys.executable, "-c", TRAIN_EACH, json.dumps(override_lists), str(ROOT / "configs")],
         cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu"} | env,
+        env={k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"} | env,
         capture_output=True,
         text=True,
         timeout=300,
@@ -58,7 +78,7 @@ def losses(records: list[dict]) -> np.ndarray:
 
 
 def test_four_devices_match_one_device_and_repeat_bitwise():
-    (one, four, again), log = train_each(
+    ((one, four, again), collectives, replicated), log = train_each(
         [*SHORT, "trainer.devices=1"], SHORT, SHORT, env=FOUR_DEVICES
     )
     assert "data parallel over 1 cpu device(s)" in log
@@ -68,6 +88,12 @@ def test_four_devices_match_one_device_and_repeat_bitwise():
     np.testing.assert_allclose(losses(four), losses(one), rtol=1e-6)
     assert four == again  # bitwise: every value of a repeat run is identical
     assert four[-1]["val_loss"] < 0.5 * four[0]["train_loss"]  # it learns
+    # Each device works on its own slice of the batch: one all-reduce (of the gradients and the
+    # loss) per step, no gathering of the batch; parameters and optimizer state stay replicated.
+    assert collectives["all-reduce"] >= 1
+    assert collectives["all-gather"] == collectives["all-to-all"] == 0
+    assert collectives["reduce-scatter"] == 0
+    assert replicated
 
 
 def test_batch_not_divisible_by_devices_is_refused_in_one_line(tmp_path):
@@ -119,7 +145,10 @@ def test_distributed_without_a_coordinator_says_what_to_set(tmp_path):
         ({}, None),
         ({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "1", "SLURM_STEP_NODELIST": "n1"}, None),
         ({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "4", "SLURM_STEP_NODELIST": "n[1-2]"}, "SLURM"),
-        ({"OMPI_MCA_orte_hnp_uri": "1.0;tcp://10.0.0.1:1", "OMPI_COMM_WORLD_SIZE": "2"}, "Open MPI"),
+        (
+            {"OMPI_MCA_orte_hnp_uri": "1.0;tcp://10.0.0.1:1", "OMPI_COMM_WORLD_SIZE": "2"},
+            "Open MPI",
+        ),
     ],
 )
 def test_cluster_launch_is_detected_from_the_environment(monkeypatch, env, expected):

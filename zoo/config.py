@@ -117,6 +117,10 @@ def _int_at_least(low: int) -> tuple[Callable[[Any], bool], str]:
     return (lambda v: isinstance(v, int) and v >= low), f"an integer >= {low}"
 
 
+def _null_or_int_at_least(low: int) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v is None or (isinstance(v, int) and v >= low)), f"null or >= {low}"
+
+
 def _positive_finite(v: Any) -> bool:
     return isinstance(v, int | float) and math.isfinite(v) and v > 0
 
@@ -144,7 +148,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str | Callable[[], str]]] = {
     "model.in_features": _int_at_least(1),
     "model.hidden": _int_at_least(1),
     "model.depth": _int_at_least(1),
-    "model.out_features": (lambda v: v is None or (isinstance(v, int) and v >= 1), "null or >= 1"),
+    "model.out_features": _null_or_int_at_least(1),
     "model.activation": (_activation, _activation_names),
     "data.in_features": _int_at_least(1),
     "data.n_train": _int_at_least(1),
@@ -163,8 +167,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str | Callable[[], str]]] = {
     "trainer.eval_every": _int_at_least(1),
     "trainer.log_every": _int_at_least(1),
     "trainer.devices": (_devices, "auto or an integer >= 1"),
-    "trainer.num_processes": (lambda v: v is None or (isinstance(v, int) and v >= 1), "null or >= 1"),
-    "trainer.process_id": (lambda v: v is None or (isinstance(v, int) and v >= 0), "null or >= 0"),
+    "trainer.num_processes": _null_or_int_at_least(1),
+    "trainer.process_id": _null_or_int_at_least(0),
     "trainer.coordinator_address": (
         lambda v: v is None or (isinstance(v, str) and v.rpartition(":")[2].isdigit()),
         "null or host:port",

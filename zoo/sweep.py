@@ -87,7 +87,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
     cells = [columns] + [[cell(row.get(c)) for c in columns] for row in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
-    return "\n".join("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in cells)
+    lines = ("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)) for line in cells)
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def summarize(sweep_dir: str | os.PathLike) -> list[dict[str, Any]]:

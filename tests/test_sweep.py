@@ -1,0 +1,106 @@
+"""Sweeps (`train.py -m`): a directory per job, and a table of each job's overrides and metrics."""
+
+import csv
+import json
+
+from conftest import CONFIGS, run_script
+from hydra import compose, initialize_config_dir
+from hydra.types import RunMode
+from omegaconf import OmegaConf
+
+from zoo.sweep import SweepSummary, collect, format_table, summarize
+
+
+def last_metrics(job_dir):
+    return json.loads((job_dir / "metrics.jsonl").read_text().splitlines()[-1])
+
+
+def test_submitit_local_sweep_leaves_a_dir_per_job_and_a_summary(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_script(
+        "train.py",
+        "-m",
+        "hydra/launcher=submitit_local",
+        "model.depth=1,2",
+        "optim.lr=1e-3",
+        "trainer.steps=20",
+        "trainer.log_every=10",
+        "trainer.eval_every=10",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert jobs == ["0", "1"]
+    # submitit ran each job as its own process and kept its logs
+    assert len(list((sweep / ".submitit").glob("*/*_0_log.out"))) == 2
+    with open(sweep / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["job"] for r in rows] == jobs
+    assert [(r["model.depth"], r["optim.lr"]) for r in rows] == [("1", "0.001"), ("2", "0.001")]
+    for row in rows:
+        final = last_metrics(sweep / row["job"])
+        assert final["step"] == 20
+        assert float(row["val_loss"]) == final["val_loss"]  # full precision in the CSV
+        assert float(row["train_loss"]) == final["train_loss"]
+        assert (sweep / row["job"] / "model" / "model.safetensors").is_file()
+    assert rows[0]["val_loss"] != rows[1]["val_loss"]
+    printed = result.stdout[result.stdout.index("sweep summary") :].splitlines()
+    assert printed[1].split() == list(rows[0])
+    assert printed[3].split()[:3] == ["1", "2", "0.001"]
+    assert f"{float(rows[1]['val_loss']):.6g}" in printed[3]
+
+
+def write_job(job_dir, overrides, metrics_lines):
+    (job_dir / ".hydra").mkdir(parents=True)
+    (job_dir / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    if metrics_lines is not None:
+        (job_dir / "metrics.jsonl").write_text("".join(line + "\n" for line in metrics_lines))
+
+
+def test_summary_orders_jobs_numerically_and_tolerates_unfinished_jobs(tmp_path):
+    for num in range(11):
+        write_job(tmp_path / str(num), [f"seed={num}"], ['{"step": 5, "train_loss": 0.5}'])
+    # job 3 died while writing its second record; job 4 never wrote any
+    (tmp_path / "3" / "metrics.jsonl").write_text('{"step": 5, "train_loss": 0.25}\n{"step": 1')
+    (tmp_path / "4" / "metrics.jsonl").unlink()
+    rows = summarize(tmp_path)
+    assert [r["job"] for r in rows] == [str(n) for n in range(11)]
+    assert rows[3] == {"job": "3", "seed": "3", "step": 5, "train_loss": 0.25}
+    assert rows[4] == {"job": "4", "seed": "4"}
+    table = (tmp_path / "summary.csv").read_text().splitlines()
+    assert table[0] == "job,seed,step,train_loss"
+    assert table[5] == "4,4,,"
+    assert collect(tmp_path) == rows
+    text = format_table(rows).splitlines()
+    assert text[0].split() == ["job", "seed", "step", "train_loss"]
+    assert text[11].split() == ["10", "10", "5", "0.5"]
+
+
+def hydra_settings():
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return compose(config_name="train", return_hydra_config=True).hydra
+
+
+def test_sweep_summary_callback_and_memory_setting_are_configured(monkeypatch):
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)
+    hydra = hydra_settings()
+    assert hydra.callbacks.sweep_summary._target_ == "zoo.sweep.SweepSummary"
+    assert hydra.job.env_set.XLA_PYTHON_CLIENT_PREALLOCATE == "false"
+    monkeypatch.setenv("XLA_PYTHON_CLIENT_PREALLOCATE", "true")  # the user's own choice wins
+    assert hydra_settings().job.env_set.XLA_PYTHON_CLIENT_PREALLOCATE == "true"
+
+
+def job_end_config(mode, output_dir, subdir):
+    hydra = {"mode": mode, "runtime": {"output_dir": str(output_dir)}, "sweep": {"subdir": subdir}}
+    return OmegaConf.create({"hydra": hydra})
+
+
+def test_each_sweep_job_refreshes_the_summary_and_a_single_run_writes_none(tmp_path):
+    write_job(tmp_path / "run", ["seed=1"], ['{"step": 5, "train_loss": 0.5}'])
+    SweepSummary().on_job_end(job_end_config(RunMode.RUN, tmp_path / "run", "0"), job_return=None)
+    assert not list(tmp_path.rglob("summary.csv"))
+    sweep = tmp_path / "sweep"
+    write_job(sweep / "lr" / "1", ["optim.lr=1"], ['{"step": 5, "train_loss": 0.5}'])
+    config = job_end_config(RunMode.MULTIRUN, sweep / "lr" / "1", "lr/1")
+    SweepSummary().on_job_end(config, job_return=None)
+    assert (sweep / "summary.csv").read_text() == "job,optim.lr,step,train_loss\nlr/1,1,5,0.5\n"
