@@ -189,8 +189,14 @@ def test_two_processes_on_loopback_match_one_process(tmp_path):
         )
         for i in range(2)
     ]
-    single = run_script("train.py", *SHORT, f"hydra.run.dir={tmp_path / 'single'}")
-    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    try:
+        single = run_script("train.py", *SHORT, f"hydra.run.dir={tmp_path / 'single'}")
+        outputs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
+        for p in procs:  # one that died leaves the other waiting for it
+            if p.poll() is None:
+                p.kill()
+                p.wait()
     assert [p.returncode for p in procs] == [0, 0], outputs
     assert single.returncode == 0, single.stderr
     assert "data parallel over 2 cpu device(s) in 2 processes" in outputs[0]
