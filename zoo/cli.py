@@ -33,6 +33,9 @@ def _release_stderr() -> str:
 
 def one_line(hydra_message: str) -> str:
     """Hydra's multi-line composition error as one line: what is wrong, and the valid options."""
+    zoo_errors = [line for line in hydra_message.splitlines() if line.startswith("error: ")]
+    if zoo_errors:  # a job in another process (e.g. a submitit launcher) failed on a bad value
+        return zoo_errors[-1].removeprefix("error: ")
     parts, options = [], []
     in_options = False
     for raw in hydra_message.splitlines():

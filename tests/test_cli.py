@@ -1,0 +1,33 @@
+"""How the entry points condense Hydra's multi-line errors into one line."""
+
+from zoo.cli import one_line
+
+UNKNOWN_OPTION = """In 'train': Could not find 'optim/rmsprop'
+
+Available options in 'optim':
+\tadam
+\tadamw
+\tsgd
+\tzoo_adam_schema
+Config search path:
+\tprovider=hydra, path=pkg://hydra.conf
+
+Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.
+"""
+
+SUBMITIT_FAILURE = """Error executing job with overrides: []
+Traceback (most recent call last):
+  File "x.py", line 1, in <module>
+submitit.core.utils.FailedJobError: Job (task=0) failed during processing with trace:
+error: model.depth=0 is invalid: must be an integer >= 1
+"""
+
+
+def test_unknown_option_lists_the_choices_but_not_the_schemas():
+    assert one_line(UNKNOWN_OPTION) == (
+        "In 'train': Could not find 'optim/rmsprop'; available options in 'optim': adam, adamw, sgd"
+    )
+
+
+def test_a_failed_jobs_zoo_error_is_the_line():
+    assert one_line(SUBMITIT_FAILURE) == "model.depth=0 is invalid: must be an integer >= 1"
