@@ -1,7 +1,9 @@
 """Pretrained files: `model.safetensors` (weights by attribute path) + `config.json` (name, args).
 
-Loading never runs anything named by the files: the model is rebuilt through the registry by its
-name, and the weights are plain tensors checked against the rebuilt model's names and shapes.
+Loading never runs anything named by the files: `config.json` may only hold a registry name and
+plain JSON arguments (no `_target_` or other `_`-keys), the model is rebuilt through the registry by
+that name, and the weights are plain tensors (safetensors, no pickle) checked against the rebuilt
+model's names, shapes and dtypes before any of them is used.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from zoo.registry import create_model, get_model_class, model_spec
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 FORMAT_VERSION = 1
+_CONFIG_KEYS = {"format_version", "model", "kwargs"}
 
 
 def _weights(model: nnx.Module) -> dict[str, nnx.Variable]:
@@ -34,50 +37,83 @@ def _weights(model: nnx.Module) -> dict[str, nnx.Variable]:
 
 
 def save_pretrained(model: nnx.Module, directory: str | os.PathLike) -> Path:
-    """Write `model` to `directory` atomically: a reader sees the old files or the new, whole."""
+    """Write `model` to `directory` as `model.safetensors` + `config.json`.
+
+    The files are written next to `directory` and moved into place whole, so no reader ever sees
+    half-written files. An existing `directory` is replaced only if it holds nothing but these two
+    files (a previous save); anything else there is refused rather than deleted.
+    """
     name, kwargs = model_spec(model)
+    for key, value in kwargs.items():
+        if not _is_plain(value):
+            raise ZooError(
+                f"cannot save {name!r}: argument {key}={value!r} is not a JSON number, string, "
+                "bool, null or list of them"
+            )
     directory = Path(directory).absolute()
+    if directory.exists() and (
+        not directory.is_dir() or {p.name for p in directory.iterdir()} - {WEIGHTS, CONFIG}
+    ):
+        raise ZooError(f"{directory}: exists and is not a pretrained directory; not replacing it")
     directory.parent.mkdir(parents=True, exist_ok=True)
     tensors = {key: np.asarray(jax.device_get(var[...])) for key, var in _weights(model).items()}
     config = {"format_version": FORMAT_VERSION, "model": name, "kwargs": kwargs}
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    old = staging.with_name(staging.name + ".old")
     try:
         save_file(tensors, str(staging / WEIGHTS))
         (staging / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
         if directory.exists():
-            shutil.rmtree(directory)
+            directory.rename(old)
         staging.rename(directory)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if old.exists() and not directory.exists():
+            old.rename(directory)
         raise
+    shutil.rmtree(old, ignore_errors=True)
     return directory
 
 
-def read_config(directory: Path) -> tuple[str, dict[str, Any]]:
-    """The model name and JSON-plain constructor arguments from `config.json`, checked."""
-    path = directory / CONFIG
+def read_config(directory: str | os.PathLike) -> tuple[str, dict[str, Any]]:
+    """The registered model name and plain constructor arguments from `config.json`, checked."""
+    path = Path(directory) / CONFIG
     try:
         config = json.loads(path.read_text())
     except FileNotFoundError:
         raise ZooError(f"{path}: no such file (not a pretrained directory?)") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ZooError(f"{path}: unreadable config ({err})") from None
-    if (
-        not isinstance(config, dict)
-        or not isinstance(config.get("model"), str)
-        or not isinstance(config.get("kwargs"), dict)
-    ):
-        raise ZooError(f"{path}: expected an object with a 'model' name and 'kwargs'")
-    kwargs = config["kwargs"]
+    if not isinstance(config, dict):
+        raise ZooError(f"{path}: expected a JSON object with 'model' and 'kwargs'")
+    kwargs = config.get("kwargs")
+    if "_target_" in config or (isinstance(kwargs, dict) and "_target_" in kwargs):
+        raise ZooError(
+            f"{path}: names a _target_; a pretrained config names a registered model, never code"
+        )
+    unknown = sorted(set(config) - _CONFIG_KEYS)
+    if unknown:
+        raise ZooError(f"{path}: unexpected keys {unknown} (allowed: {sorted(_CONFIG_KEYS)})")
+    if config.get("format_version") != FORMAT_VERSION:
+        raise ZooError(
+            f"{path}: format_version={config.get('format_version')!r}, "
+            f"this zoo reads {FORMAT_VERSION}"
+        )
+    name = config.get("model")
+    if not isinstance(name, str) or not isinstance(kwargs, dict):
+        raise ZooError(f"{path}: expected 'model' (a name) and 'kwargs' (an object)")
     for key, value in kwargs.items():
-        if key.startswith("_") or not _is_plain(value):
-            raise ZooError(f"{path}: argument {key!r} is not allowed in a pretrained config")
-    get_model_class(config["model"])  # unknown names fail here, before anything is built
-    return config["model"], kwargs
+        if key.startswith("_") or key == "rngs" or not _is_plain(value):
+            raise ZooError(f"{path}: argument {key}={value!r} is not allowed in a pretrained file")
+    try:
+        get_model_class(name)  # a name outside the registry fails here, before anything is built
+    except ZooError as err:
+        raise ZooError(f"{path}: {err}") from None
+    return name, kwargs
 
 
 def _is_plain(value: Any) -> bool:
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return all(map(_is_plain, value))
     return value is None or isinstance(value, bool | int | float | str)
 
@@ -85,12 +121,17 @@ def _is_plain(value: Any) -> bool:
 def from_pretrained(directory: str | os.PathLike) -> nnx.Module:
     """Rebuild the model saved in `directory` through the registry and load its weights.
 
-    Every missing, unexpected, mis-shaped or mis-typed tensor is reported in one ZooError.
+    Every missing, unexpected, mis-shaped or mis-typed tensor is reported in one ZooError, checked
+    against the model's abstract shapes before any parameter is allocated.
     """
     directory = Path(directory)
     name, kwargs = read_config(directory)
+
+    def build() -> nnx.Module:
+        return create_model(name, rngs=nnx.Rngs(0), **kwargs)
+
     try:
-        model = create_model(name, rngs=nnx.Rngs(0), **kwargs)
+        expected = {k: v.get_value() for k, v in _weights(nnx.eval_shape(build)).items()}
     except (TypeError, ValueError) as err:
         raise ZooError(f"{directory / CONFIG}: cannot build model {name!r}: {err}") from None
     path = directory / WEIGHTS
@@ -101,21 +142,22 @@ def from_pretrained(directory: str | os.PathLike) -> nnx.Module:
     except (OSError, SafetensorError) as err:
         raise ZooError(f"{path}: unreadable weights ({err})") from None
 
-    expected = _weights(model)
     problems = [f"missing tensor {k}" for k in expected if k not in tensors]
     problems += [f"unexpected tensor {k}" for k in tensors if k not in expected]
-    for key, var in expected.items():
-        if key in tensors:
-            got, want = tensors[key], var[...]
-            if got.shape != want.shape or got.dtype != want.dtype:
-                problems.append(
-                    f"{key}: file has {got.dtype}{list(got.shape)}, "
-                    f"model wants {want.dtype}{list(want.shape)}"
-                )
-            elif not np.isfinite(got).all():
-                problems.append(f"{key}: holds non-finite values")
+    for key, want in expected.items():
+        got = tensors.get(key)
+        if got is None:
+            continue
+        if got.shape != want.shape or got.dtype != want.dtype:
+            problems.append(
+                f"{key}: file has {got.dtype}{list(got.shape)}, "
+                f"model wants {want.dtype}{list(want.shape)}"
+            )
+        elif not bool(jax.numpy.isfinite(got).all()):
+            problems.append(f"{key}: holds non-finite values")
     if problems:
         raise ZooError(f"{path} does not fit model {name!r}: " + "; ".join(problems))
-    for key, var in expected.items():
+    model = build()
+    for key, var in _weights(model).items():
         var[...] = jax.numpy.asarray(tensors[key])
     return model

@@ -1,0 +1,247 @@
+"""Pretrained files: round trips however a model was built, across processes, and tampered
+directories refused with one clear error, nothing named by a file ever imported or called."""
+
+import json
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import hydra
+import numpy as np
+import pytest
+from conftest import compose_config, run_script
+from flax import nnx
+from omegaconf import OmegaConf
+from safetensors.numpy import load_file, save_file
+
+import zoo
+from zoo.models.deep_nested import OuterModule
+
+X = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+
+
+def flat_params(model):
+    return {path: np.asarray(v[...]) for path, v in nnx.to_flat_state(nnx.state(model))}
+
+
+def assert_same_model(a, b):
+    pa, pb = flat_params(a), flat_params(b)
+    assert pa.keys() == pb.keys()
+    for key in pa:
+        np.testing.assert_array_equal(pa[key], pb[key])
+    np.testing.assert_array_equal(a(X), b(X))
+
+
+@pytest.fixture
+def saved(tmp_path):
+    """A saved depth-3 model with a head, and the model itself."""
+    model = zoo.create_model(
+        "deep_nested", in_features=4, hidden=6, depth=3, out_features=2, rngs=nnx.Rngs(5)
+    )
+    return zoo.save_pretrained(model, tmp_path / "pretrained"), model
+
+
+BUILDS = {
+    "create_model": lambda: zoo.create_model(
+        "deep_nested", in_features=4, hidden=8, activation="tanh", rngs=nnx.Rngs(1)
+    ),
+    "class": lambda: OuterModule(4, 8, depth=2, out_features=3, rngs=nnx.Rngs(2)),
+    "instantiate": lambda: hydra.utils.instantiate(
+        compose_config("train", ["model.depth=4", "model.hidden=5"]).model, rngs=nnx.Rngs(3)
+    ),
+}
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_round_trip_however_the_model_was_built(tmp_path, build):
+    model = BUILDS[build]()
+    zoo.save_pretrained(model, tmp_path / "m")
+    loaded = zoo.from_pretrained(tmp_path / "m")
+    assert type(loaded) is OuterModule
+    assert zoo.model_spec(loaded) == zoo.model_spec(model)
+    assert_same_model(loaded, model)
+
+
+def test_files_hold_attribute_paths_and_the_registry_name(saved):
+    directory, model = saved
+    assert sorted(p.name for p in directory.iterdir()) == ["config.json", "model.safetensors"]
+    tensors = load_file(str(directory / "model.safetensors"))
+    assert sorted(tensors) == [
+        "blocks.inner.bias",
+        "blocks.inner.kernel",
+        "head.bias",
+        "head.kernel",
+        "middle.inner.bias",
+        "middle.inner.kernel",
+    ]
+    assert tensors["blocks.inner.kernel"].shape == (2, 6, 6)
+    np.testing.assert_array_equal(tensors["middle.inner.kernel"], model.middle.inner.kernel[...])
+    assert json.loads((directory / "config.json").read_text()) == {
+        "format_version": 1,
+        "model": "deep_nested",
+        "kwargs": {
+            "in_features": 4,
+            "hidden": 6,
+            "depth": 3,
+            "activation": "relu",
+            "out_features": 2,
+        },
+    }
+
+
+def test_saved_in_one_process_loaded_in_another_gives_equal_outputs(tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import numpy as np
+        from flax import nnx
+        import zoo
+
+        model = zoo.create_model("deep_nested", in_features=4, hidden=7, depth=2, rngs=nnx.Rngs(9))
+        zoo.save_pretrained(model, {str(tmp_path / "m")!r})
+        x = np.load({str(tmp_path / "x.npy")!r})
+        np.save({str(tmp_path / "out.npy")!r}, np.asarray(model(x)))
+        """
+    )
+    np.save(tmp_path / "x.npy", X)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    loaded = zoo.from_pretrained(tmp_path / "m")
+    np.testing.assert_array_equal(np.asarray(loaded(X)), np.load(tmp_path / "out.npy"))
+    # and not by accident: a fresh model from another seed differs
+    other = zoo.create_model("deep_nested", in_features=4, hidden=7, depth=2, rngs=nnx.Rngs(0))
+    assert not np.allclose(other(X), loaded(X))
+
+
+def test_saving_again_replaces_the_previous_files_and_leaves_nothing_behind(tmp_path, saved):
+    directory, _ = saved
+    smaller = zoo.create_model("deep_nested", in_features=4, hidden=3, rngs=nnx.Rngs(0))
+    zoo.save_pretrained(smaller, directory)
+    assert_same_model(zoo.from_pretrained(directory), smaller)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pretrained"]
+
+
+def test_save_refuses_to_replace_a_directory_holding_other_files(tmp_path):
+    (tmp_path / "notes.txt").write_text("keep me")
+    model = zoo.create_model("deep_nested", in_features=4, hidden=3, rngs=nnx.Rngs(0))
+    with pytest.raises(zoo.ZooError, match="not a pretrained directory; not replacing it"):
+        zoo.save_pretrained(model, tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+def test_every_mismatch_is_reported_in_one_error(saved):
+    directory, _ = saved
+    path = directory / "model.safetensors"
+    tensors = load_file(str(path))
+    tensors["middle.inner.kernel"] = np.zeros((5, 6), np.float32)  # wrong shape
+    tensors["head.bias"] = tensors["head.bias"].astype(np.float16)  # wrong dtype
+    del tensors["blocks.inner.bias"]  # missing
+    tensors["middle.extra"] = np.zeros(3, np.float32)  # unexpected
+    tensors["head.kernel"] = np.full((6, 2), np.nan, np.float32)  # non-finite
+    save_file(tensors, str(path))
+    with pytest.raises(zoo.ZooError) as err:
+        zoo.from_pretrained(directory)
+    message = str(err.value)
+    assert "\n" not in message
+    for part in [
+        "missing tensor blocks.inner.bias",
+        "unexpected tensor middle.extra",
+        "middle.inner.kernel: file has float32[5, 6], model wants float32[4, 6]",
+        "head.bias: file has float16[2], model wants float32[2]",
+        "head.kernel: holds non-finite values",
+    ]:
+        assert part in message
+
+
+@pytest.fixture
+def canary(tmp_path, monkeypatch):
+    """A module that leaves a file behind if anything ever imports it or calls `boom`."""
+    (tmp_path / "canary_site").mkdir()
+    (tmp_path / "canary_site" / "zoo_canary.py").write_text(
+        "import pathlib\n"
+        f"pathlib.Path({str(tmp_path / 'imported')!r}).touch()\n"
+        "def boom(*args, **kwargs):\n"
+        f"    pathlib.Path({str(tmp_path / 'called')!r}).touch()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "canary_site"))
+    yield tmp_path
+    assert not (tmp_path / "imported").exists() and not (tmp_path / "called").exists()
+    assert "zoo_canary" not in sys.modules
+
+
+def edit_config(directory, change):
+    config = json.loads((directory / "config.json").read_text())
+    change(config)
+    (directory / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c.update(model="zoo_canary.boom"), r"unknown model 'zoo_canary.boom'"),
+        (lambda c: c.update(model="deep_nestd"), r"did you mean 'deep_nested'"),
+        (lambda c: c.update(_target_="zoo_canary.boom"), r"names a _target_"),
+        (lambda c: c["kwargs"].update(_target_="zoo_canary.boom"), r"names a _target_"),
+        (
+            lambda c: c["kwargs"].update(activation={"_target_": "zoo_canary.boom"}),
+            r"argument activation=.* is not allowed",
+        ),
+        (lambda c: c["kwargs"].update(_partial_=True), r"argument _partial_=True is not allowed"),
+        (lambda c: c.update(loader="zoo_canary.boom"), r"unexpected keys \['loader'\]"),
+        (lambda c: c["kwargs"].update(activation="zoo_canary.boom"), r"unknown activation"),
+        (lambda c: c["kwargs"].update(hidden=10**9), r"model wants float32\[4, 1000000000\]"),
+        (lambda c: c.update(format_version=2), r"format_version=2, this zoo reads 1"),
+    ],
+)
+def test_tampered_config_is_refused_and_nothing_named_in_it_runs(saved, canary, change, message):
+    directory, _ = saved
+    edit_config(directory, change)
+    with pytest.raises(zoo.ZooError, match=message) as err:
+        zoo.from_pretrained(directory)
+    assert str(directory / "config.json") in str(err.value) or "model.safetensors" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        (lambda d: (d / "model.safetensors").unlink(), r"model.safetensors: no such file"),
+        (lambda d: (d / "config.json").unlink(), r"config.json: no such file"),
+        (
+            lambda d: (d / "model.safetensors").write_bytes(pickle.dumps({"a": 1})),
+            r"unreadable weights",
+        ),
+        (
+            lambda d: (d / "model.safetensors").write_bytes(
+                (d / "model.safetensors").read_bytes()[:-10]
+            ),
+            r"unreadable weights",
+        ),
+        (lambda d: (d / "config.json").write_text("{not json"), r"unreadable config"),
+        (lambda d: (d / "config.json").write_text("[1, 2]"), r"expected a JSON object"),
+    ],
+)
+def test_damaged_files_are_refused_with_a_clear_error(saved, tamper, message):
+    directory, _ = saved
+    tamper(directory)
+    with pytest.raises(zoo.ZooError, match=message):
+        zoo.from_pretrained(directory)
+
+
+def test_eval_on_a_run_with_a_tampered_model_exits_with_one_line(tmp_path):
+    """A run directory as train.py leaves it, whose model/ config.json was edited."""
+    cfg = compose_config("train")
+    (tmp_path / ".hydra").mkdir()
+    OmegaConf.save(cfg, tmp_path / ".hydra" / "config.yaml")
+    zoo.save_pretrained(hydra.utils.instantiate(cfg.model, rngs=nnx.Rngs(0)), tmp_path / "model")
+    edit_config(tmp_path / "model", lambda c: c.update(_target_="builtins.exec"))
+    result = run_script("eval.py", f"run_dir={tmp_path}")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "_target_" in lines[0], lines
+
+
+def test_save_refuses_a_model_outside_the_registry(tmp_path):
+    linear = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
+    with pytest.raises(zoo.ZooError, match="Linear is not a registered zoo model"):
+        zoo.save_pretrained(linear, tmp_path / "m")
+    assert not (tmp_path / "m").exists()
