@@ -5,13 +5,18 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import functools
+import importlib.metadata
 import inspect
+import types
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 from zoo.errors import ZooError
 
 _MODELS: dict[str, Callable[..., Any]] = {}
+ENTRY_POINT_GROUP = "zoo.models"
+_loaded = False  # set before loading, so a plugin that lists models while loading cannot recurse
 
 
 class UnknownModelError(ZooError, KeyError):
@@ -86,7 +91,33 @@ def create_model(name: str, *, rngs: Any, **kwargs: Any) -> Any:
     return get_model_class(name)(rngs=rngs, **kwargs)
 
 
-@functools.cache
 def _load_entry_points() -> None:
-    """Import the built-in models, then third-party ones from the `zoo.models` entry points."""
+    """Import the built-in models, then third-party ones from the `zoo.models` entry points.
+
+    An entry point names a module (importing it registers its models), a registered class, or a
+    function called with no arguments that registers models. A broken one is skipped with a
+    warning naming its package; the zoo and the other plugins keep working.
+    """
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
     import zoo.models  # noqa: F401  (registers the built-in models)
+
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        before = set(_MODELS)
+        try:
+            target = entry_point.load()
+            if not isinstance(target, types.ModuleType | type):
+                target()
+        except Exception as err:  # a plugin's bug must not take the zoo down
+            for name in set(_MODELS) - before:  # all of a plugin's models or none
+                del _MODELS[name]
+            package = entry_point.dist.name if entry_point.dist else "an unknown package"
+            warnings.warn(
+                f"zoo: skipped models from package {package!r} (entry point "
+                f"{entry_point.name} = {entry_point.value} in group {ENTRY_POINT_GROUP!r}): "
+                f"{type(err).__name__}: {err}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
