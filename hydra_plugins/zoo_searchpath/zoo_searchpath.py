@@ -27,10 +27,14 @@ def zoo_config_dir() -> Path | None:
 class ZooSearchPathPlugin(SearchPathPlugin):
     """Appends the zoo's configs after the app's own, so an app's configs win on a name clash."""
 
-    def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
-        from zoo.config import register_configs
+    registered = False  # the schemas go into Hydra's ConfigStore once per process
 
-        register_configs()  # the zoo's YAML files extend these schemas
+    def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
+        if not ZooSearchPathPlugin.registered:
+            from zoo.config import register_configs
+
+            register_configs()  # the zoo's YAML files extend these schemas
+            ZooSearchPathPlugin.registered = True
         directory = zoo_config_dir()
         if directory is None:
             return
