@@ -84,10 +84,10 @@ def run(commands, cwd: Path, venv: Path) -> list[subprocess.CompletedProcess]:
 
 
 @pytest.fixture(scope="session")
-def outside(tmp_path_factory, worker_id):
+def outside(tmp_path_factory):
     """(source copy with dist/, venv): the README's install commands, run once per session."""
     shared = tmp_path_factory.getbasetemp()
-    if worker_id != "master":
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker has its own basetemp below this one
         shared = shared.parent
     root = shared / "outside-project"
     with open(shared / "outside-project.lock", "w") as lock:
