@@ -23,7 +23,7 @@ eval: $(STAMP)
 	$(BIN)/python eval.py
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 # Not part of `make test`: timings on a shared machine are measured, never asserted.
 bench: $(STAMP)

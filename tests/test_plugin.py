@@ -2,8 +2,9 @@
 run file by file and command by command in a fresh virtual environment holding only the zoo's
 wheel (built from a copy of this checkout) and what its metadata pulls in.
 
-The venv is built once per test session (shared by pytest-xdist workers through a lock); the
-commands then run from temporary directories outside the repository.
+The venv is built once per test session; its tests form one xdist group (`make test` runs
+`--dist loadgroup`), so one worker builds it while the other runs the rest of the suite, and a lock
+keeps any other split to one build. The commands run from temporary directories outside the repo.
 """
 
 import ast
@@ -55,6 +56,7 @@ def readme_section() -> dict[str, dict[str, list]]:
 
 
 README = readme_section()
+OUTSIDE = pytest.mark.xdist_group("outside_venv")  # the tests that use the session's venv
 
 
 def part(prefix: str) -> dict[str, list]:
@@ -114,6 +116,7 @@ def last_json(stdout: str) -> dict:
     return json.loads([line for line in stdout.splitlines() if line.startswith("{")][-1])
 
 
+@OUTSIDE
 def test_the_wheel_holds_every_module_and_config_group(outside):
     source, _ = outside
     (wheel,) = (source / "dist").glob("zoo-*.whl")
@@ -130,6 +133,7 @@ def test_the_wheel_holds_every_module_and_config_group(outside):
     assert not {n for n in names if n.startswith("zoo/_configs/") and n.count("/") == 2}
 
 
+@OUTSIDE
 def test_an_outside_hydra_app_composes_the_zoo_model_and_gets_the_seeds_numbers(outside, tmp_path):
     _, venv = outside
     app = part("1.")
@@ -150,6 +154,7 @@ def test_an_outside_hydra_app_composes_the_zoo_model_and_gets_the_seeds_numbers(
     np.testing.assert_allclose(out["y"], np.asarray(model(x)), rtol=1e-6, atol=1e-7)
 
 
+@OUTSIDE
 def test_plus_model_on_the_command_line_and_an_apps_own_config_wins_a_name_clash(outside, tmp_path):
     _, venv = outside
     mine = "_target_: zoo.create_model\nname: deep_nested\nin_features: 2\nhidden: {}\n"
@@ -168,6 +173,7 @@ def test_plus_model_on_the_command_line_and_an_apps_own_config_wins_a_name_clash
     assert np.asarray(last_json(own.stdout)["y"]).shape == (5,)
 
 
+@OUTSIDE
 def test_a_third_party_package_adds_its_model_through_the_entry_point(outside, tmp_path):
     _, venv = outside
     models = part("2.")
@@ -179,6 +185,7 @@ def test_a_third_party_package_adds_its_model_through_the_entry_point(outside, t
     assert "Warning" not in use.stderr, use.stderr
 
 
+@OUTSIDE
 def test_pretrained_files_saved_in_one_process_load_in_another(outside, tmp_path):
     _, venv = outside
     pretrained = part("3.")
