@@ -7,6 +7,7 @@ afresh. tests/test_plugin.py does the same with a real package pip-installed int
 
 import sys
 import textwrap
+import warnings
 
 import pytest
 from flax import nnx
@@ -62,12 +63,15 @@ def test_an_installed_plugin_adds_models_with_no_import_by_the_user(install):
     assert zoo.model_spec(model) == ("ext_tiny", {"width": 3})
 
 
-def test_an_entry_point_may_name_a_function_that_registers(install):
+def test_an_entry_point_may_name_a_function_that_registers_or_a_registered_class(install):
     source = "def register():\n    import zoo\n" + textwrap.indent(
         MODEL.format(name="ext_by_function"), "    "
     )
     install("zoo-ext-fn", "zoo_ext_fn", source, "zoo_ext_fn:register")
-    assert zoo.list_models("ext_*") == ["ext_by_function"]
+    install("zoo-ext-cls", "zoo_ext_cls", MODEL.format(name="ext_by_class"), "zoo_ext_cls:Model")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the class is registered by its import, never called
+        assert zoo.list_models("ext_*") == ["ext_by_class", "ext_by_function"]
 
 
 def test_a_broken_plugin_warns_naming_its_package_and_the_others_still_load(install):
