@@ -30,13 +30,15 @@ def hydra_like_logging(path):
     """A console handler on (captured) stdout and a file handler, like Hydra's job logging."""
     root = logging.getLogger()
     console, logfile = logging.StreamHandler(sys.stdout), logging.FileHandler(path)
-    saved = root.handlers, root.level
-    root.handlers, root.level = [console, logfile], logging.INFO
+    saved_handlers, saved_level = root.handlers, root.level
+    root.handlers = [console, logfile]
+    root.setLevel(logging.INFO)  # setLevel, unlike assigning .level, clears the loggers' caches
     try:
         yield path
     finally:
         logfile.close()
-        root.handlers, root.level = saved
+        root.handlers = saved_handlers
+        root.setLevel(saved_level)
 
 
 def test_without_a_terminal_each_log_point_is_one_line_on_console_and_in_the_file(tmp_path, capsys):
@@ -44,11 +46,11 @@ def test_without_a_terminal_each_log_point_is_one_line_on_console_and_in_the_fil
         for record in RECORDS:
             progress.update(record)
     console = capsys.readouterr().out.splitlines()
-    steps = [line for line in console if line.startswith("step ")]
-    assert steps[1].startswith("step 200/300 train_loss=0.1 val_loss=0.2 val_accuracy=0.8 steps/s=")
+    steps = [line for line in console if line.startswith("step=")]
+    assert steps[1].startswith("step=200/300 train_loss=0.1 val_loss=0.2 val_accuracy=0.8 steps/s=")
     assert len(steps) == 3
     logged = logfile.read_text().splitlines()
-    assert [line for line in logged if line.startswith("step ")] == steps  # same, once each
+    assert [line for line in logged if line.startswith("step=")] == steps  # same, once each
 
 
 def test_on_a_terminal_the_bar_shows_progress_and_the_file_keeps_every_line(tmp_path, capsys):
@@ -61,17 +63,17 @@ def test_on_a_terminal_the_bar_shows_progress_and_the_file_keeps_every_line(tmp_
             logging.getLogger("zoo.test").info("another message")
             progress.update(RECORDS[2])
         # the console handler is back to normal afterwards
-        logging.getLogger("zoo.test").info("step 1/1 after the bar")
+        logging.getLogger("zoo.test").info("step=1/1 after the bar")
     bar = screen.getvalue()
     assert "300/300" in bar and "step/s" in bar
     assert "train_loss=0.01 val_loss=0.1 val_accuracy=0.9" in bar
     assert "train_loss=0.1 val_loss=0.2" in bar  # validation kept on screen between evaluations
     console = capsys.readouterr().out
-    assert "step 100/300" not in console  # the bar already shows it
+    assert "step=100/300" not in console  # the bar already shows it
     assert "another message" in console  # other logging still shows (above the bar)
-    assert "step 1/1 after the bar" in console
+    assert "step=1/1 after the bar" in console
     logged = logfile.read_text().splitlines()
-    assert sum(line.startswith("step ") for line in logged) == 4
+    assert sum(line.startswith("step=") for line in logged) == 4
     assert len(logged) == len(set(logged))
 
 
@@ -138,15 +140,15 @@ def test_train_run_without_a_terminal_logs_lines_once_and_leaves_its_files(tmp_p
         "train.py", "trainer.steps=300", "trainer.eval_every=150", f"hydra.run.dir={tmp_path}"
     )
     assert result.returncode == 0, result.stderr
-    shown = [line for line in result.stdout.splitlines() if "] - step " in line]
+    shown = [line for line in result.stdout.splitlines() if "] - step=" in line]
     assert [line.split("] - ")[1].split(" train_loss")[0] for line in shown] == [
-        "step 100/300",
-        "step 150/300",
-        "step 200/300",
-        "step 300/300",
+        "step=100/300",
+        "step=150/300",
+        "step=200/300",
+        "step=300/300",
     ]
     logged = [line for line in (tmp_path / "train.log").read_text().splitlines() if line[:1] == "["]
-    assert [line for line in logged if "] - step " in line] == shown
+    assert [line for line in logged if "] - step=" in line] == shown
     assert len(logged) == len(set(logged))  # no record logged twice
     assert "total" in result.stdout and "middle/inner/kernel" in result.stdout  # the summary
     assert {"loss.png", "metrics.jsonl", "model", "train.log"} <= {

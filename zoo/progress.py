@@ -90,7 +90,7 @@ class Progress:
         rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
         self._last_time, self._last_step = now, step
         log.info(
-            "step %d/%d %s steps/s=%.0f",
+            "step=%d/%d %s steps/s=%.0f",
             step,
             self.total,
             format_record(record),
