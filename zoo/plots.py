@@ -3,7 +3,8 @@
 Drawn with matplotlib's object API on the Agg canvas (no pyplot state, no display needed) and
 written to a temporary file first, then renamed, so a picture is whole or absent.
 
-Compare a sweep's jobs: `python -m zoo.plots multirun/<date>/<time>` writes `sweep.png` there.
+A sweep (-m) ends with `sweep.png` in its directory (zoo.sweep.SweepSummary calls `plot_sweep`);
+`python -m zoo.plots multirun/<date>/<time> [METRIC]` draws it again, for any logged metric.
 """
 
 from __future__ import annotations
@@ -110,13 +111,12 @@ def _job_label(job_dir: Path) -> str:
 
 
 def plot_sweep(sweep_dir: str | Path, key: str = "val_loss") -> Path:
-    """Every job's `key` curve from `<sweep_dir>/*/metrics.jsonl` in one picture,
+    """Every job's `key` curve from `<sweep_dir>/**/metrics.jsonl` in one picture,
     `<sweep_dir>/sweep.png`, labelled by the job's overrides."""
+    from zoo.sweep import _natural
+
     sweep_dir = Path(sweep_dir)
-    jobs = sorted(
-        (p.parent for p in sweep_dir.glob("*/metrics.jsonl")),
-        key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name),
-    )
+    jobs = sorted((p.parent for p in sweep_dir.glob("*/**/metrics.jsonl")), key=_natural)
     if not jobs:
         raise ZooError(f"{sweep_dir}: no job folders with a metrics.jsonl")
     fig, (ax,) = _figure(1)
