@@ -1,4 +1,7 @@
-"""Evaluate: python eval.py [seed=7 model.hidden=5 ...] | python eval.py run_dir=<train run dir>"""
+"""Evaluate: python eval.py [seed=7 model.hidden=5 ...] | python eval.py run_dir=<train run dir>
+
+python eval.py mode=summary [model.depth=4 ...]: the model's parameter table, without training.
+"""
 
 import sys
 
@@ -15,9 +18,11 @@ register_configs()
 @report_user_errors
 def main(cfg: DictConfig) -> None:
     validate(cfg)
-    from zoo.evaluation import compare_with_reference, evaluate_run
+    from zoo.evaluation import compare_with_reference, evaluate_run, print_summary
 
-    if cfg.run_dir is not None:
+    if cfg.mode == "summary":
+        print_summary(cfg)
+    elif cfg.run_dir is not None:
         evaluate_run(cfg.run_dir)
     elif not compare_with_reference(cfg):
         sys.exit(1)

@@ -48,6 +48,7 @@ def test_submitit_local_sweep_leaves_a_dir_per_job_and_a_summary(tmp_path):
     assert printed[1].split() == list(rows[0])
     assert printed[3].split()[:3] == ["1", "2", "0.001"]
     assert f"{float(rows[1]['val_loss']):.6g}" in printed[3]
+    assert f"sweep plot: {sweep / 'sweep.png'}" in result.stdout and (sweep / "sweep.png").is_file()
 
 
 def write_job(job_dir, overrides, metrics_lines):

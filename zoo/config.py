@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from zoo.errors import ZooError
 
 MODEL_TARGET = "zoo.create_model"
+TASKS = ("auto", "regression", "classification")
+EVAL_MODES = ("compare", "summary")
 
 
 @dataclass
@@ -43,6 +45,37 @@ class TeacherDataConfig:
 
 
 @dataclass
+class SplitDataConfig:
+    """Shared by datasets without a given validation split: hold out `val_fraction` of the rows,
+    chosen by a permutation from `seed`; standardize inputs with the train rows' statistics."""
+
+    name: str = MISSING
+    task: str = "auto"  # auto | regression | classification (auto: integer labels -> classes)
+    val_fraction: float = 0.2
+    seed: int = 0
+    standardize: bool = True
+
+
+@dataclass
+class NpzDataConfig(SplitDataConfig):
+    name: str = "npz"
+    path: str | None = None
+
+
+@dataclass
+class CsvDataConfig(SplitDataConfig):
+    name: str = "csv"
+    path: str | None = None
+    target: str | None = None
+
+
+@dataclass
+class DigitsDataConfig(SplitDataConfig):
+    name: str = "digits"
+    task: str = "classification"
+
+
+@dataclass
 class AdamConfig:
     name: str = "adam"
     lr: float = 1e-2
@@ -63,6 +96,12 @@ class SGDConfig:
     lr: float = 1e-1
     momentum: float = 0.0
     nesterov: bool = False
+
+
+@dataclass
+class TensorBoardConfig:
+    name: str = "tensorboard"
+    subdir: str = "tensorboard"  # event files go to <run dir>/<subdir>/
 
 
 @dataclass
@@ -89,6 +128,7 @@ class TrainConfig:
     data: Any = None
     optim: Any = None
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: Any = None  # null, or a logger group choice such as logger=tensorboard
 
 
 @dataclass
@@ -99,6 +139,7 @@ class EvalConfig:
     x: list[float] | None = None
     input_seed: int = 0
     run_dir: str | None = None
+    mode: str = "compare"  # compare | summary
 
 
 def register_configs() -> None:
@@ -108,9 +149,13 @@ def register_configs() -> None:
     cs.store(name="zoo_eval_schema", node=EvalConfig)
     cs.store(group="model", name="zoo_deep_nested_schema", node=DeepNestedConfig)
     cs.store(group="data", name="zoo_teacher_schema", node=TeacherDataConfig)
+    cs.store(group="data", name="zoo_npz_schema", node=NpzDataConfig)
+    cs.store(group="data", name="zoo_csv_schema", node=CsvDataConfig)
+    cs.store(group="data", name="zoo_digits_schema", node=DigitsDataConfig)
     cs.store(group="optim", name="zoo_adam_schema", node=AdamConfig)
     cs.store(group="optim", name="zoo_adamw_schema", node=AdamWConfig)
     cs.store(group="optim", name="zoo_sgd_schema", node=SGDConfig)
+    cs.store(group="logger", name="zoo_tensorboard_schema", node=TensorBoardConfig)
 
 
 def _int_at_least(low: int) -> tuple[Callable[[Any], bool], str]:
@@ -145,6 +190,7 @@ def _activation_names() -> str:
 RULES: dict[str, tuple[Callable[[Any], bool], str | Callable[[], str]]] = {
     "seed": _int_at_least(0),
     "input_seed": _int_at_least(0),
+    "mode": (lambda v: v in EVAL_MODES, "one of " + ", ".join(EVAL_MODES)),
     "model.in_features": _int_at_least(1),
     "model.hidden": _int_at_least(1),
     "model.depth": _int_at_least(1),
@@ -156,6 +202,11 @@ RULES: dict[str, tuple[Callable[[Any], bool], str | Callable[[], str]]] = {
     "data.noise": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
     "data.teacher_depth": _int_at_least(1),
     "data.teacher_activation": (_activation, _activation_names),
+    "data.path": (lambda v: isinstance(v, str) and v != "", "a file's path, e.g. data.path=FILE"),
+    "data.target": (lambda v: isinstance(v, str) and v != "", "a column name, data.target=NAME"),
+    "data.task": (lambda v: v in TASKS, "one of " + ", ".join(TASKS)),
+    "data.val_fraction": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "data.seed": _int_at_least(0),
     "optim.lr": (_positive_finite, "a finite number > 0"),
     "optim.b1": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "optim.b2": (lambda v: 0 <= v < 1, "in [0, 1)"),

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from zoo.errors import ZooError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,104 @@ def teacher(cfg: Any, model_cfg: Any) -> Dataset:
     )
 
 
-DATASETS: dict[str, Callable[[Any, Any], Dataset]] = {"teacher": teacher}
+# --- a user's files and bundled sets: NumPy arrays -> a split, standardized Dataset -------------
+
+
+def split_off_val(arrays: dict[str, np.ndarray], fraction: float, seed: int) -> None:
+    """Move a `fraction` of the rows (at least one) of `x`, `y` into `x_val`, `y_val`, chosen by
+    a permutation from `seed`: the same file and seed give the same split."""
+    n = len(arrays["x"])
+    n_val = min(max(1, round(n * fraction)), n - 1)
+    if n_val < 1:
+        raise ZooError(f"{n} row(s) cannot be split into train and validation; give x_val, y_val")
+    order = np.random.default_rng(seed).permutation(n)
+    val, train = order[:n_val], order[n_val:]
+    for name in ("x", "y"):
+        arrays[f"{name}_val"] = arrays[name][val]
+        arrays[name] = arrays[name][train]
+
+
+def from_arrays(arrays: dict[str, np.ndarray], cfg: Any, source: str) -> Dataset:
+    """A Dataset from checked NumPy arrays and a data config with `task`, `val_fraction`, `seed`
+    and `standardize`. `task: auto` means classification when `y` holds integer labels."""
+    from zoo.datafiles import is_integer_labels
+
+    arrays = dict(arrays)
+    task = cfg.task
+    if task == "auto":
+        task = "classification" if is_integer_labels(arrays["y"]) else "regression"
+        log.info("%s: task=%s (set data.task to choose)", source, task)
+    num_classes = None
+    if task == "classification":
+        for name in ("y", "y_val"):
+            labels = arrays.get(name)
+            if labels is None:
+                continue
+            if not is_integer_labels(labels) and not (
+                labels.ndim == 1 and np.array_equal(labels, np.round(labels))
+            ):
+                raise ZooError(f"{source}: {name} must hold integer labels for classification")
+            if labels.min() < 0:
+                raise ZooError(f"{source}: {name} holds a negative class label ({labels.min()})")
+        if len(np.unique(arrays["y"])) < 2:
+            raise ZooError(f"{source}: y holds a single class; classification needs at least 2")
+        num_classes = int(max(arrays[k].max() for k in ("y", "y_val") if k in arrays)) + 1
+    if "x_val" not in arrays:
+        split_off_val(arrays, cfg.val_fraction, cfg.seed)
+        log.info(
+            "%s: %d of %d rows held out for validation (data.val_fraction=%s, data.seed=%d)",
+            source,
+            len(arrays["x_val"]),
+            len(arrays["x_val"]) + len(arrays["x"]),
+            cfg.val_fraction,
+            cfg.seed,
+        )
+    x, x_val = arrays["x"].astype(np.float32), arrays["x_val"].astype(np.float32)
+    if cfg.standardize:  # with the train rows' statistics; constant features stay as they are
+        mean, std = x.mean(axis=0), x.std(axis=0)
+        std[std == 0] = 1.0
+        x, x_val = (x - mean) / std, (x_val - mean) / std
+    if task == "classification":
+        y, y_val = (arrays[k].astype(np.int32) for k in ("y", "y_val"))
+    else:
+        y, y_val = (
+            arrays[k].astype(np.float32).reshape(len(arrays[k]), -1) for k in ("y", "y_val")
+        )
+    return Dataset(*map(jnp.asarray, (x, y, x_val, y_val)), task=task, num_classes=num_classes)
+
+
+def npz_file(cfg: Any, model_cfg: Any) -> Dataset:
+    """A user's .npz with arrays x, y and optionally x_val, y_val."""
+    from zoo.datafiles import read_npz
+
+    return from_arrays(read_npz(cfg.path), cfg, cfg.path)
+
+
+def csv_file(cfg: Any, model_cfg: Any) -> Dataset:
+    """A user's CSV with a header row: `data.target` is y, every other column a feature."""
+    from zoo.datafiles import read_csv
+
+    return from_arrays(read_csv(cfg.path, cfg.target), cfg, cfg.path)
+
+
+def digits(cfg: Any, model_cfg: Any) -> Dataset:
+    """scikit-learn's bundled 8x8 handwritten digits: 1797 images, 64 features, 10 classes."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise ZooError(
+            "data=digits needs scikit-learn: pip install 'zoo[data]' (make install includes it)"
+        ) from None
+    x, y = load_digits(return_X_y=True)
+    return from_arrays({"x": x, "y": y}, cfg, "digits")
+
+
+DATASETS: dict[str, Callable[[Any, Any], Dataset]] = {
+    "teacher": teacher,
+    "npz": npz_file,
+    "csv": csv_file,
+    "digits": digits,
+}
 
 
 def make_dataset(data_cfg: Any, model_cfg: Any) -> Dataset:

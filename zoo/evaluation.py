@@ -85,6 +85,27 @@ def evaluate_run(run_dir: str | Path) -> dict[str, float]:
     return result
 
 
+def print_summary(cfg: DictConfig) -> None:
+    """Print the parameter table of `cfg.run_dir`'s saved model, or else of the model train.py
+    would build from `cfg` (widths fitted to its data), built abstractly: no arrays, no training."""
+    from flax import nnx
+
+    from zoo.summary import model_summary
+    from zoo.training import fit_to_data
+
+    if cfg.run_dir is not None:
+        from zoo.pretrained import from_pretrained
+
+        model = from_pretrained(Path(cfg.run_dir) / "model")
+        print(f"model from {Path(cfg.run_dir) / 'model'}")
+    else:
+        name, kwargs = model_kwargs(cfg.model)
+        kwargs = fit_to_data(kwargs, make_dataset(cfg.data, cfg.model))
+        model = nnx.eval_shape(lambda: build_model(name, kwargs, cfg.seed))
+        print(f"model {name} {kwargs}")
+    print(model_summary(model))
+
+
 def last_logged(path: Path) -> dict[str, Any]:
     """The last record of a metrics.jsonl that has a val_loss, or {} if there is none."""
     if not path.exists():

@@ -117,3 +117,10 @@ class SweepSummary(Callback):
         rows = summarize(sweep_dir)
         if rows:
             print(f"sweep summary ({sweep_dir / SUMMARY}):\n{format_table(rows)}", flush=True)
+            from zoo.errors import ZooError
+            from zoo.plots import plot_sweep
+
+            try:
+                print(f"sweep plot: {plot_sweep(sweep_dir)}", flush=True)
+            except ZooError as err:  # e.g. no job got to an evaluation
+                print(f"no sweep plot: {err}", flush=True)

@@ -242,9 +242,12 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     process 0 writes files.
     """
     from zoo.pretrained import save_pretrained
+    from zoo.reporting import Reporter
+    from zoo.summary import param_table
 
     run_dir = Path(run_dir)
     run = prepare(cfg)
+    log.info("parameters of model %s:\n%s", run.name, param_table(run.state.params))
     log.info(
         "model %s %s: %d parameters; %d train / %d val examples (%s)",
         run.name,
@@ -257,11 +260,18 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
 
     primary = jax.process_index() == 0
     record: dict[str, float] = {}
-    with open(run_dir / "metrics.jsonl" if primary else os.devnull, "w") as metrics_file:
+    reporter = Reporter(
+        run_dir if primary else None,  # other processes only log
+        run.steps,
+        logger=cfg.get("logger"),
+        title=f"{run.name} on {cfg.data.name}",
+        bar=None if primary else False,
+    )
+    with open(run_dir / "metrics.jsonl" if primary else os.devnull, "w") as metrics_file, reporter:
         for record in run_chunks(run, log_points(run.steps, run.log_every, run.eval_every)):
             metrics_file.write(json.dumps(record) + "\n")
             metrics_file.flush()
-            log.info(" ".join(f"{k}={v:.6g}" for k, v in record.items()))
+            reporter(record)
             if not all(math.isfinite(v) for v in record.values()):
                 raise ZooError(
                     f"loss became non-finite at step {record['step']}: lower optim.lr "

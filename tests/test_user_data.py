@@ -1,0 +1,203 @@
+"""Bringing your own data (npz, csv), the bundled digits set, and one clear error per bad file."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import compose_config, run_script
+from zoo.data import make_dataset
+from zoo.datafiles import read_csv, read_npz
+from zoo.errors import ZooError
+from zoo.training import train
+
+
+def dataset(*overrides: str):
+    cfg = compose_config("train", list(overrides))
+    return make_dataset(cfg.data, cfg.model)
+
+
+def write_csv(path, header, rows):
+    path.write_text("\n".join([",".join(header), *(",".join(map(str, r)) for r in rows)]) + "\n")
+    return path
+
+
+@pytest.fixture
+def regression_npz(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 3))
+    y = x @ np.array([1.0, -2.0, 0.5]) + 0.01 * rng.normal(size=300)
+    np.savez(tmp_path / "reg.npz", x=x, y=y)
+    return tmp_path / "reg.npz"
+
+
+def test_npz_regression_split_is_deterministic_and_standardized(regression_npz):
+    data = dataset("data=npz", f"data.path={regression_npz}")
+    assert data.task == "regression"
+    assert (data.in_features, data.out_features) == (3, 1)
+    assert (len(data.x_train), len(data.x_val)) == (240, 60)
+    np.testing.assert_allclose(np.asarray(data.x_train).mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(data.x_train).std(0), 1, atol=1e-4)
+    again = dataset("data=npz", f"data.path={regression_npz}")
+    np.testing.assert_array_equal(np.asarray(again.y_val), np.asarray(data.y_val))
+    other = dataset("data=npz", f"data.path={regression_npz}", "data.seed=1")
+    assert not np.array_equal(np.asarray(other.y_val), np.asarray(data.y_val))
+
+
+def test_npz_given_validation_arrays_are_used_as_they_are(tmp_path):
+    rng = np.random.default_rng(1)
+    x, x_val = rng.normal(size=(50, 2)), rng.normal(size=(7, 2))
+    np.savez(tmp_path / "d.npz", x=x, y=x[:, :1], x_val=x_val, y_val=x_val[:, :1])
+    data = dataset("data=npz", f"data.path={tmp_path / 'd.npz'}", "data.standardize=false")
+    np.testing.assert_allclose(np.asarray(data.x_val), x_val, rtol=1e-6)
+    assert len(data.x_train) == 50
+
+
+def test_npz_integer_labels_train_a_classifier_without_shape_overrides(tmp_path, caplog):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(400, 5))
+    y = (x[:, 0] > 0).astype(np.int64) + 2 * (x[:, 1] > 0)  # 4 classes, linearly separable
+    np.savez(tmp_path / "cls.npz", x=x, y=y)
+    cfg = compose_config(
+        "train", ["data=npz", f"data.path={tmp_path / 'cls.npz'}", "trainer.steps=300"]
+    )
+    with caplog.at_level("INFO"):
+        record = train(cfg, tmp_path)
+    assert "model.in_features=5 follows the data" in caplog.text
+    assert "model.out_features=4 follows the data" in caplog.text
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert json.dumps(config).count('"in_features": 5') == 1
+    assert record["val_accuracy"] >= 0.9
+
+
+def test_csv_regression_trains_and_loss_falls(tmp_path):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 2))
+    rows = [(a, b, 3 * a - b + 0.5) for a, b in x]
+    path = write_csv(tmp_path / "t.csv", ["a", "b", "price"], rows)
+    cfg = compose_config(
+        "train", ["data=csv", f"data.path={path}", "data.target=price", "trainer.steps=300"]
+    )
+    train(cfg, tmp_path)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["val_loss"] < 0.1 * records[0]["train_loss"]
+    assert "val_accuracy" not in records[-1]
+
+
+def test_csv_task_follows_how_the_target_is_written(tmp_path):
+    rows = [(i % 7, (i * 3) % 5, i % 3) for i in range(30)]
+    path = write_csv(tmp_path / "c.csv", ["u", "label", "v"], rows)
+    data = dataset("data=csv", f"data.path={path}", "data.target=label")
+    assert (data.task, data.num_classes, data.in_features) == ("classification", 5, 2)
+    forced = dataset("data=csv", f"data.path={path}", "data.target=label", "data.task=regression")
+    assert (forced.task, forced.out_features) == ("regression", 1)
+    floats = write_csv(tmp_path / "f.csv", ["u", "y"], [(i, i / 2) for i in range(10)])
+    assert dataset("data=csv", f"data.path={floats}", "data.target=y").task == "regression"
+
+
+def test_digits_default_config_reaches_95_percent_validation_accuracy(tmp_path):
+    cfg = compose_config("train", ["data=digits"])
+    data = make_dataset(cfg.data, cfg.model)
+    assert (data.in_features, data.num_classes, data.task) == (64, 10, "classification")
+    assert len(data.x_train) + len(data.x_val) == 1797
+    record = train(cfg, tmp_path)
+    assert record["val_accuracy"] >= 0.95
+
+
+# --- bad files: one ZooError naming the file and the problem ------------------------------------
+
+
+def npz_with(tmp_path, **arrays):
+    np.savez(tmp_path / "bad.npz", **arrays)
+    return tmp_path / "bad.npz"
+
+
+X, Y = np.zeros((10, 3)), np.zeros(10)
+BAD_NPZ = {
+    "missing y": (dict(x=X), "missing array 'y'"),
+    "x_val without y_val": (dict(x=X, y=Y, x_val=X), "has x_val but no y_val"),
+    "row mismatch": (dict(x=X, y=np.zeros(9)), "x has 10 rows but y has 9"),
+    "x one-dimensional": (dict(x=Y, y=Y), "must be 2-D (rows, features)"),
+    "x three-dimensional": (dict(x=np.zeros((10, 2, 2)), y=Y), "must be 2-D"),
+    "y three-dimensional": (dict(x=X, y=np.zeros((10, 1, 1))), "must be 1-D (rows,) or 2-D"),
+    "strings": (dict(x=np.array([["a"]] * 10), y=Y), "x holds <U1 values; it must be numeric"),
+    "nan": (dict(x=np.where(np.eye(10, 3) > 0, np.nan, 0), y=Y), "x holds NaN or infinite"),
+    "inf target": (dict(x=X, y=np.full(10, np.inf)), "y holds NaN or infinite"),
+    "feature mismatch": (
+        dict(x=X, y=Y, x_val=np.zeros((4, 2)), y_val=np.zeros(4)),
+        "x has shape (10, 3) but x_val (4, 2)",
+    ),
+    "no rows": (dict(x=np.zeros((0, 3)), y=np.zeros(0)), "x has no rows"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_NPZ)
+def test_bad_npz_gets_a_clear_error(tmp_path, case):
+    arrays, message = BAD_NPZ[case]
+    path = npz_with(tmp_path, **arrays)
+    with pytest.raises(ZooError, match="bad.npz") as err:
+        read_npz(path)
+    assert message in str(err.value)
+
+
+def test_unreadable_npz_files(tmp_path):
+    with pytest.raises(ZooError, match="no such file"):
+        read_npz(tmp_path / "absent.npz")
+    (tmp_path / "empty.npz").write_bytes(b"")
+    with pytest.raises(ZooError, match="empty.npz: the file is empty"):
+        read_npz(tmp_path / "empty.npz")
+    (tmp_path / "text.npz").write_text("not a zip")
+    with pytest.raises(ZooError, match="text.npz: not an .npz file"):
+        read_npz(tmp_path / "text.npz")
+    np.savez(tmp_path / "obj.npz", x=np.array([{"a": 1}], dtype=object), y=Y)
+    with pytest.raises(ZooError, match="obj.npz: holds an object array"):
+        read_npz(tmp_path / "obj.npz")  # object arrays need pickle: never loaded
+
+
+BAD_CSV = {
+    "missing column": ("a,b\n1,2\n", "no column 'y' (columns: a, b)"),
+    "non-numeric": ("a,y\n1,2\nx,3\n", "line 3, column 'a': 'x' is not a number"),
+    "empty cell": ("a,y\n1,\n", "line 2, column 'y': '' is not a number"),
+    "nan": ("a,y\n1,2\nnan,3\n", "line 3, column 'a': 'nan' is not finite"),
+    "ragged row": ("a,y\n1,2\n1,2,3\n", "line 3 has 3 fields, the header 2"),
+    "header only": ("a,y\n", "a header but no data rows"),
+    "blank": ("\n\n", "the file is empty"),
+    "target only": ("y\n1\n2\n", "no feature columns"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CSV)
+def test_bad_csv_gets_a_clear_error(tmp_path, case):
+    text, message = BAD_CSV[case]
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(ZooError, match="bad.csv") as err:
+        read_csv(path, "y")
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [([0, 1, -1, 1], "negative class label"), ([3, 3, 3, 3], "a single class")],
+)
+def test_bad_labels_for_classification(tmp_path, labels, message):
+    np.savez(tmp_path / "l.npz", x=np.zeros((4, 2)), y=np.array(labels))
+    with pytest.raises(ZooError, match=message):
+        dataset("data=npz", f"data.path={tmp_path / 'l.npz'}")
+
+
+def test_bad_file_from_the_command_line_is_one_line_and_exit_2(tmp_path):
+    np.savez(tmp_path / "bad.npz", x=X, y=np.zeros(9))
+    result = run_script("train.py", "data=npz", f"data.path={tmp_path / 'bad.npz'}", cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == [f"error: {tmp_path / 'bad.npz'}: x has 10 rows but y has 9"]
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_npz_without_a_path_names_the_key(tmp_path):
+    result = run_script("train.py", "data=npz", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: data.path=None is invalid")

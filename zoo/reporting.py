@@ -1,0 +1,98 @@
+"""Everything a run reports besides metrics.jsonl: progress, TensorBoard scalars, loss.png.
+
+The training loop calls a `Reporter` once per log point with that point's metrics record.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from zoo.errors import ZooError
+from zoo.progress import Progress
+
+log = logging.getLogger(__name__)
+
+LOGGERS = ("tensorboard",)
+
+
+class TensorBoard:
+    """Scalars of every record into `<run dir>/<subdir>/` through tensorboardX (optional extra)."""
+
+    def __init__(self, log_dir: Path):
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError:
+            raise ZooError(
+                "logger=tensorboard needs tensorboardX: pip install 'zoo[tensorboard]' "
+                "(make install includes it)"
+            ) from None
+        self.writer = SummaryWriter(logdir=str(log_dir))
+        log.info("TensorBoard events in %s (tensorboard --logdir %s)", log_dir, log_dir)
+
+    def __call__(self, record: dict[str, float]) -> None:
+        step = int(record["step"])
+        for key, value in record.items():
+            if key != "step":
+                self.writer.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class Reporter:
+    """Context manager for a run's reports; call it with each log point's metrics record.
+
+    On a clean exit it draws `<run_dir>/loss.png` from `<run_dir>/metrics.jsonl`. With
+    `run_dir=None` (a process that writes no files) it only shows progress.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | Path | None,
+        total: int,
+        *,
+        start: int = 0,
+        logger: Any = None,
+        title: str = "",
+        bar: bool | None = None,
+    ):
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        self.title = title
+        self.progress = Progress(total, start=start, bar=bar)
+        self.logger_cfg = logger
+        self.writers: list[TensorBoard] = []
+
+    def __enter__(self) -> Reporter:
+        if self.logger_cfg is not None and self.run_dir is not None:
+            if self.logger_cfg.name not in LOGGERS:
+                raise ZooError(
+                    f"logger.name={self.logger_cfg.name!r} is unknown; valid: {', '.join(LOGGERS)}"
+                )
+            self.writers.append(TensorBoard(self.run_dir / self.logger_cfg.subdir))
+        self.progress.__enter__()
+        return self
+
+    def __call__(self, record: dict[str, float]) -> None:
+        self.progress.update(record)
+        for writer in self.writers:
+            writer(record)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.progress.__exit__(exc_type, exc, tb)
+        for writer in self.writers:
+            writer.close()
+        if exc_type is None and self.run_dir and (self.run_dir / "metrics.jsonl").exists():
+            from zoo.plots import plot_losses, read_metrics
+
+            records = read_metrics(self.run_dir / "metrics.jsonl")
+            if records:
+                path = plot_losses(records, self.run_dir / "loss.png", self.title)
+                log.info("loss curves in %s", path)
