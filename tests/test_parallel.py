@@ -53,7 +53,7 @@ state, x, y = parallel.replicate((state, jnp.ones((64, 4)), jnp.ones((64, 8))), 
 train_chunk, _ = make_steps(graphdef, graphdef, tx, "regression", 32, mesh)
 hlo = train_chunk.lower(state, x, y, length=3).compile().as_text()
 ops = ["all-reduce(", "all-gather(", "all-to-all(", "reduce-scatter("]
-state, _ = train_chunk(state, x, y, length=3)
+state, *_ = train_chunk(state, x, y, length=3)
 replicated = all(a.sharding.is_fully_replicated for a in jax.tree.leaves(state))
 print(json.dumps([results, {op[:-1]: hlo.count(op) for op in ops}, replicated]))
 """

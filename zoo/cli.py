@@ -10,10 +10,12 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from zoo.errors import ZooError
+from zoo.errors import RunStopped, ZooError
 
 # JAX logs its search for a TPU at INFO, which Hydra's logging would print on every run.
 logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+# Orbax logs every step of every save at INFO through absl.
+logging.getLogger("absl").setLevel(logging.WARNING)
 
 _held: list[tuple[Any, io.StringIO]] = []  # (real stderr, what Hydra wrote before the job)
 
@@ -92,7 +94,8 @@ def run_hydra_app(hydra_main: Callable[[], Any]) -> None:
 
 
 def report_user_errors(main: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a ZooError into `error: <message>` on stderr and exit status 2.
+    """Turn a ZooError into `error: <message>` on stderr and exit status 2, and a RunStopped
+    into `stopped: <message>` and its exit status.
 
     Set HYDRA_FULL_ERROR=1 to see the traceback instead.
     """
@@ -107,5 +110,8 @@ def report_user_errors(main: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
+        except RunStopped as stop:
+            print(f"stopped: {stop}", file=sys.stderr)
+            sys.exit(stop.exit_code)
 
     return wrapper

@@ -110,6 +110,9 @@ class TrainerConfig:
     batch_size: int = 256
     eval_every: int = 500
     log_every: int = 100
+    ckpt_every: int = 500
+    keep_checkpoints: int = 3
+    resume: bool = False
     # Data parallel over this many local devices per process: "auto" (all of them) or a number.
     devices: str = "auto"
     # Join a multi-host run with jax.distributed.initialize(): true, false, or null to join when
@@ -217,6 +220,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str | Callable[[], str]]] = {
     "trainer.batch_size": _int_at_least(1),
     "trainer.eval_every": _int_at_least(1),
     "trainer.log_every": _int_at_least(1),
+    "trainer.ckpt_every": _int_at_least(1),
+    "trainer.keep_checkpoints": _int_at_least(1),
     "trainer.devices": (_devices, "auto or an integer >= 1"),
     "trainer.num_processes": _null_or_int_at_least(1),
     "trainer.process_id": _null_or_int_at_least(0),

@@ -172,4 +172,10 @@ def make_dataset(data_cfg: Any, model_cfg: Any) -> Dataset:
     builder = DATASETS.get(data_cfg.name)
     if builder is None:
         raise ZooError(f"data.name={data_cfg.name!r} is unknown; valid: {', '.join(DATASETS)}")
-    return builder(data_cfg, model_cfg)
+    data = builder(data_cfg, model_cfg)
+    names = ("train inputs", "train targets", "validation inputs", "validation targets")
+    for name, array in zip(names, data.arrays(), strict=True):
+        values = np.asarray(array)  # numpy: no compile for a one-off check
+        if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+            raise ZooError(f"data.name={data_cfg.name!r}: the {name} hold non-finite values")
+    return data

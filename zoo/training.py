@@ -24,9 +24,10 @@ from jax.sharding import Mesh
 from omegaconf import DictConfig, OmegaConf
 
 from zoo import parallel
+from zoo.checkpoint import Checkpoints, SigtermFlag, starting_state
 from zoo.config import MODEL_TARGET
 from zoo.data import Dataset, make_dataset
-from zoo.errors import ZooError
+from zoo.errors import RunStopped, ZooError
 from zoo.registry import create_model
 
 log = logging.getLogger(__name__)
@@ -135,8 +136,14 @@ def make_steps(
 
     @partial(jax.jit, static_argnames="length", donate_argnums=0, out_shardings=replicated)
     def train_chunk(state: TrainState, x, y, length: int):
+        """`length` steps; the mean loss, the number of steps before the first non-finite loss
+        (`length` if none) and whether the parameters are all finite."""
         state, losses = jax.lax.scan(partial(train_step, x, y), state, length=length)
-        return state, losses.mean()
+        finite = jnp.isfinite(losses)
+        finite_steps = jnp.where(finite.all(), length, jnp.argmin(finite))
+        leaves = jax.tree.leaves(state.params)
+        params_finite = jnp.all(jnp.stack([jnp.isfinite(p).all() for p in leaves]))
+        return state, losses.mean(), finite_steps, params_finite
 
     @partial(jax.jit, out_shardings=replicated)
     def evaluate(params, rest, x, y):
@@ -153,6 +160,19 @@ def log_points(steps: int, *everies: int) -> list[int]:
     for every in everies:
         points.update(range(every, steps + 1, every))
     return sorted(points)
+
+
+def stop_if_not_finite(record: dict[str, float], first_bad_step: int, params_finite: bool) -> None:
+    """Raise a ZooError naming the step where training diverged, if it did."""
+    bad = [k for k, v in record.items() if not math.isfinite(v)]
+    if not bad and params_finite:
+        return
+    what = "train_loss" if "train_loss" in bad else (bad or ["the parameters"])[0]
+    step = first_bad_step if what == "train_loss" else record["step"]
+    raise ZooError(
+        f"{what} became non-finite at step {step}: likely causes are a learning rate too high "
+        "(optim.lr) or non-finite or badly scaled data; the latest checkpoint is the last good one"
+    )
 
 
 # --- the loop ----------------------------------------------------------------------------------
@@ -197,7 +217,8 @@ def prepare(cfg: DictConfig) -> Run:
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     model.eval()
     eval_graphdef = nnx.graphdef(model)
-    state = TrainState(params, rest, tx.init(params), jnp.asarray(0), jax.random.key(cfg.seed))
+    step0 = jnp.zeros((), jnp.int32)  # not weakly typed, like a restored step
+    state = TrainState(params, rest, tx.init(params), step0, jax.random.key(cfg.seed))
     state = parallel.replicate(state, mesh)
     x, y, x_val, y_val = parallel.replicate(data.arrays(), mesh)
     data = replace(data, x_train=x, y_train=y, x_val=x_val, y_val=y_val)
@@ -222,30 +243,36 @@ def prepare(cfg: DictConfig) -> Run:
 
 def run_chunks(run: Run, points: list[int]) -> Iterator[dict[str, float]]:
     """Advance `run.state` to each step in `points`, one fused dispatch each; yield the record
-    logged there: the mean train loss since the last point, and validation metrics when due."""
+    logged there: the mean train loss since the last point, and validation metrics when due.
+    Raises ZooError, before yielding, when a loss or the parameters became non-finite."""
     x, y, x_val, y_val = run.data.arrays()
     done = int(run.state.step)
     for point in points:
-        run.state, train_loss = run.train_chunk(run.state, x, y, length=point - done)
-        done = point
+        run.state, *health = run.train_chunk(run.state, x, y, length=point - done)
+        train_loss, finite_steps, params_finite = jax.device_get(health)  # one host sync
         record = {"step": point, "train_loss": float(train_loss)}
         if point % run.eval_every == 0 or point == run.steps:
             metrics = run.evaluate(run.state.params, run.state.rest, x_val, y_val)
             record |= {k: float(v) for k, v in metrics.items()}
+        stop_if_not_finite(record, min(done + int(finite_steps) + 1, point), bool(params_finite))
+        done = point
         yield record
 
 
 def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
-    """Train the configured model; write metrics.jsonl and model/ into `run_dir`.
+    """Train the configured model; write metrics.jsonl, checkpoints/ and model/ into `run_dir`.
 
-    Returns the last logged metrics (what a sweeper optimises). With several processes, only
-    process 0 writes files.
+    With `trainer.resume`, continue from the latest checkpoint in `run_dir`. Returns the last
+    logged metrics (what a sweeper optimises). On SIGTERM, saves a checkpoint at the next log
+    point and raises RunStopped. With several processes, all take part in checkpoints (which
+    need a shared filesystem to resume); only process 0 writes the other files.
     """
     from zoo.pretrained import save_pretrained
     from zoo.reporting import Reporter
     from zoo.summary import param_table
 
     run_dir = Path(run_dir)
+    trainer = cfg.trainer
     run = prepare(cfg)
     log.info("parameters of model %s:\n%s", run.name, param_table(run.state.params))
     log.info(
@@ -259,24 +286,40 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     )
 
     primary = jax.process_index() == 0
-    record: dict[str, float] = {}
-    reporter = Reporter(
-        run_dir if primary else None,  # other processes only log
-        run.steps,
-        logger=cfg.get("logger"),
-        title=f"{run.name} on {cfg.data.name}",
-        bar=None if primary else False,
-    )
-    with open(run_dir / "metrics.jsonl" if primary else os.devnull, "w") as metrics_file, reporter:
-        for record in run_chunks(run, log_points(run.steps, run.log_every, run.eval_every)):
-            metrics_file.write(json.dumps(record) + "\n")
-            metrics_file.flush()
-            reporter(record)
-            if not all(math.isfinite(v) for v in record.values()):
-                raise ZooError(
-                    f"loss became non-finite at step {record['step']}: lower optim.lr "
-                    "or check the data"
-                )
+    metrics_path = run_dir / "metrics.jsonl" if primary else None
+    with (
+        Checkpoints(run_dir / "checkpoints", trainer.keep_checkpoints, cfg) as ckpts,
+        SigtermFlag() as sigterm,
+    ):
+        run.state, record = starting_state(
+            ckpts, run.state, resume=trainer.resume, metrics_path=metrics_path
+        )
+        start = int(run.state.step)
+        if start > run.steps:
+            raise ZooError(f"the checkpoint is at step {start}, past trainer.steps={run.steps}")
+        ckpts.save(run.state)  # a fresh run's step 0: always a good checkpoint to go back to
+        points = log_points(run.steps, run.log_every, run.eval_every, trainer.ckpt_every)
+        reporter = Reporter(
+            run_dir if primary else None,  # other processes only log
+            run.steps,
+            start=start,
+            logger=cfg.get("logger"),
+            title=f"{run.name} on {cfg.data.name}",
+            bar=None if primary else False,
+        )
+        with open(metrics_path or os.devnull, "a") as metrics_file, reporter:
+            for record in run_chunks(run, [p for p in points if p > start]):
+                metrics_file.write(json.dumps(record) + "\n")
+                metrics_file.flush()
+                reporter(record)
+                step = record["step"]
+                if step % trainer.ckpt_every == 0 or step == run.steps or sigterm.received:
+                    ckpts.save(run.state)  # after its record: a resume never misses a line
+                if sigterm.received:  # leaving `ckpts` waits for the save
+                    raise RunStopped(
+                        f"SIGTERM at step {step}: checkpoint saved in {ckpts.directory}; "
+                        "continue with trainer.resume=true and the same hydra.run.dir"
+                    )
 
     nnx.update(run.model, run.state.params, run.state.rest)
     if primary:

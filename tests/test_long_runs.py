@@ -1,0 +1,412 @@
+"""Long runs: checkpoints, exact resume (also after SIGKILL and SIGTERM), non-finite guards and
+bad files. Signals go to real `train.py` subprocesses; the rest calls the library in-process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from conftest import ROOT, compose_config, run_script
+from safetensors.numpy import load_file
+
+from zoo.checkpoint import PARTIAL_MARK, Checkpoints, keep_metrics_until
+from zoo.errors import ZooError
+from zoo.training import train
+
+# Many small dispatches and checkpoints, so that a signal can land at every kind of moment.
+SIGNAL_RUN = [
+    "trainer.steps=240",
+    "trainer.log_every=2",
+    "trainer.eval_every=20",
+    "trainer.ckpt_every=20",
+    "trainer.keep_checkpoints=2",
+]
+SHORT_RUN = [
+    "trainer.steps=40",
+    "trainer.log_every=5",
+    "trainer.eval_every=10",
+    "trainer.ckpt_every=20",
+]
+
+
+def short_run_with(*changes: str) -> list[str]:
+    """SHORT_RUN with some of its keys changed or others added."""
+    keys = {change.split("=")[0] for change in changes}
+    return [o for o in SHORT_RUN if o.split("=")[0] not in keys] + list(changes)
+
+
+def records(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def complete_steps(run_dir: Path) -> list[int]:
+    ckpts = run_dir / "checkpoints"
+    return (
+        sorted(int(p.name) for p in ckpts.iterdir() if p.name.isdigit()) if ckpts.is_dir() else []
+    )
+
+
+def partial_saves(run_dir: Path) -> list[Path]:
+    return sorted((run_dir / "checkpoints").glob(f"*{PARTIAL_MARK}*"))
+
+
+def train_in_process(run_dir: Path, *overrides: str) -> dict:
+    return train(compose_config("train", list(overrides)), run_dir)
+
+
+def restore_latest(run_dir: Path, *overrides: str):
+    """The latest checkpoint of `run_dir`, restored the way a resume does."""
+    from flax import nnx
+
+    from zoo.training import build_model, make_optimizer, model_kwargs
+
+    cfg = compose_config("train", list(overrides))
+    name, kwargs = model_kwargs(cfg.model)
+    _, params, rest = nnx.split(build_model(name, kwargs, cfg.seed), nnx.Param, ...)
+    from zoo.training import TrainState
+
+    like = TrainState(
+        params,
+        rest,
+        make_optimizer(cfg.optim).init(params),
+        jax.numpy.zeros((), jax.numpy.int32),
+        jax.random.key(cfg.seed),
+    )
+    with Checkpoints(run_dir / "checkpoints", 3, cfg) as ckpts:
+        return ckpts.restore(like)
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory) -> Path:
+    """SHORT_RUN trained to the end, checkpoints at 0, 20 and 40; copy it before changing it."""
+    run_dir = tmp_path_factory.mktemp("short_run")
+    train_in_process(run_dir, *SHORT_RUN)
+    return run_dir
+
+
+def copy_run(run_dir: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(run_dir, tmp_path / "run"))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    """SIGNAL_RUN trained start to end without interruption."""
+    run_dir = tmp_path_factory.mktemp("uninterrupted")
+    train_in_process(run_dir, *SIGNAL_RUN)
+    return run_dir
+
+
+# --- checkpoints and resume ----------------------------------------------------------------
+
+
+def test_checkpoints_every_ckpt_every_steps_and_at_the_end_keeping_the_newest(tmp_path):
+    train_in_process(
+        tmp_path, *short_run_with("trainer.ckpt_every=15", "trainer.keep_checkpoints=2")
+    )
+    assert complete_steps(tmp_path) == [30, 40]
+    # checkpoint steps are log points, so a resume splits the run exactly where it split before
+    assert [r["step"] for r in records(tmp_path)] == [5, 10, 15, 20, 25, 30, 35, 40]
+
+
+def test_a_checkpoint_holds_the_whole_train_state(short_run):
+    state = restore_latest(short_run)
+    assert int(state.step) == 40
+    assert int(state.opt_state[0].count) == 40  # adam's step count: the optimizer state is there
+    assert float(np.abs(state.opt_state[0].nu["middle"]["inner"]["kernel"][...]).sum()) > 0
+    key_data = jax.random.key_data(state.data_key)
+    assert key_data.tolist() == jax.random.key_data(jax.random.key(0)).tolist()
+    saved = load_file(str(short_run / "model" / "model.safetensors"))
+    np.testing.assert_array_equal(
+        saved["middle.inner.kernel"], np.asarray(state.params["middle"]["inner"]["kernel"][...])
+    )
+
+
+def test_resume_extends_a_run_bitwise_like_an_uninterrupted_one(tmp_path, short_run):
+    train_in_process(tmp_path, *short_run_with("trainer.steps=20"))
+    train_in_process(tmp_path, *SHORT_RUN, "trainer.resume=true")
+    assert records(tmp_path) == records(short_run)
+    uninterrupted = load_file(str(short_run / "model" / "model.safetensors"))
+    for key, value in load_file(str(tmp_path / "model" / "model.safetensors")).items():
+        np.testing.assert_array_equal(value, uninterrupted[key])
+
+
+def test_resume_with_no_checkpoint_starts_from_scratch_and_says_so(tmp_path, caplog, short_run):
+    caplog.set_level("WARNING")
+    train_in_process(tmp_path, *SHORT_RUN, "trainer.resume=true")
+    assert "no complete checkpoint: starting from step 0" in caplog.text
+    assert records(tmp_path) == records(short_run)
+
+
+def test_training_again_into_a_run_with_checkpoints_needs_resume(tmp_path, short_run):
+    run_dir = copy_run(short_run, tmp_path)
+    with pytest.raises(ZooError, match="already holds checkpoints .*trainer.resume=true"):
+        train_in_process(run_dir, *SHORT_RUN)
+    assert records(run_dir) == records(short_run)
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (
+            "model.hidden=16",
+            r"model\.hidden: 8 -> 16\): params\.middle\.inner\.bias \(8,\) -> \(16,\)",
+        ),
+        (
+            "model.depth=2",
+            r"model\.depth: 1 -> 2\): params\.blocks\.inner\.bias absent -> \(1, 8\)",
+        ),
+        ("optim=sgd", r"optim\.name: adam -> sgd.*opt_state\.0\.count \(\) -> absent"),
+    ],
+)
+def test_resume_refuses_a_config_that_changes_the_shape_of_the_state(
+    tmp_path, short_run, change, named
+):
+    run_dir = copy_run(short_run, tmp_path)
+    with pytest.raises(ZooError, match=f"cannot resume .*changes the shape.*{named}"):
+        train_in_process(run_dir, *SHORT_RUN, "trainer.resume=true", change)
+
+
+def test_resume_with_a_changed_learning_rate_warns_that_the_run_will_differ(
+    tmp_path, short_run, caplog
+):
+    run_dir = copy_run(short_run, tmp_path)
+    train_in_process(
+        run_dir, *short_run_with("trainer.steps=45", "trainer.resume=true", "optim.lr=0.5")
+    )
+    assert "changed config (optim.lr: 0.01 -> 0.5)" in caplog.text
+    assert [r["step"] for r in records(run_dir)] == [5, 10, 15, 20, 25, 30, 35, 40, 45]
+
+
+def test_resume_past_the_configured_steps_is_refused(tmp_path, short_run):
+    run_dir = copy_run(short_run, tmp_path)
+    with pytest.raises(ZooError, match="step 40, past trainer.steps=20"):
+        train_in_process(run_dir, *short_run_with("trainer.steps=20", "trainer.resume=true"))
+
+
+def test_an_interrupted_save_is_never_resumed_from_and_is_removed(tmp_path, short_run):
+    run_dir = copy_run(short_run, tmp_path)
+    shutil.rmtree(run_dir / "model")
+    # a save of step 40 cut short just before orbax renames it into place
+    os.rename(run_dir / "checkpoints" / "40", run_dir / "checkpoints" / f"40{PARTIAL_MARK}")
+    train_in_process(run_dir, *SHORT_RUN, "trainer.resume=true")
+    assert partial_saves(run_dir) == []
+    assert complete_steps(run_dir) == [0, 20, 40]
+    assert records(run_dir) == records(short_run)
+
+
+# --- bad files ---------------------------------------------------------------------------------
+
+
+def truncate_arrays(step_dir: Path) -> None:
+    for path in (step_dir / "state").rglob("d/*"):
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        truncate_arrays,
+        lambda d: (d / "meta" / "metadata").write_text("{not json"),
+        lambda d: (d / "state" / "_METADATA").unlink(),
+        lambda d: shutil.rmtree(d / "state"),
+    ],
+    ids=["truncated-arrays", "corrupt-meta", "missing-metadata", "missing-state"],
+)
+def test_a_damaged_checkpoint_is_a_clear_error_naming_it_and_the_way_back(
+    tmp_path, short_run, damage
+):
+    run_dir = copy_run(short_run, tmp_path)
+    where = run_dir / "checkpoints" / "40"
+    damage(where)
+    with pytest.raises(
+        ZooError,
+        match=f"checkpoint {where} is unreadable .*; delete {where} to resume from step 20$",
+    ):
+        train_in_process(run_dir, *SHORT_RUN, "trainer.resume=true")
+
+
+def test_after_deleting_a_damaged_checkpoint_the_run_resumes_from_the_one_before(
+    tmp_path, short_run
+):
+    run_dir = copy_run(short_run, tmp_path)
+    truncate_arrays(run_dir / "checkpoints" / "40")
+    result = run_script("train.py", f"hydra.run.dir={run_dir}", *SHORT_RUN, "trainer.resume=true")
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: checkpoint {run_dir / 'checkpoints' / '40'} is ")
+    assert len(result.stderr.strip().splitlines()) == 1  # no traceback, no orbax noise
+
+    shutil.rmtree(run_dir / "checkpoints" / "40")  # what the message says to do
+    train_in_process(run_dir, *SHORT_RUN, "trainer.resume=true")
+    assert records(run_dir) == records(short_run)
+
+
+def test_resume_cuts_metrics_back_to_the_checkpoint_and_drops_a_cut_short_line(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(
+        '{"step": 5, "train_loss": 1.5}\n{"step": 10, "train_loss": 1.0}\n'
+        '{"step": 15, "train_loss": 0.5}\n{"step": 20, "tr'
+    )
+    assert keep_metrics_until(path, 10) == {"step": 10, "train_loss": 1.0}
+    assert path.read_text() == '{"step": 5, "train_loss": 1.5}\n{"step": 10, "train_loss": 1.0}\n'
+    assert list(tmp_path.iterdir()) == [path]  # the temporary file was renamed, not left
+
+
+def test_a_garbled_metrics_line_is_a_clear_error(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 5, "train_loss": 1.5}\nnot json\n{"step": 10, "train_loss": 1}\n')
+    with pytest.raises(ZooError, match=r"metrics.jsonl:2: not a metrics record"):
+        keep_metrics_until(path, 10)
+
+
+def test_a_checkpoint_directory_that_is_a_file_is_a_clear_error(tmp_path):
+    (tmp_path / "checkpoints").write_text("not a directory")
+    with pytest.raises(ZooError, match="checkpoints: cannot hold checkpoints"):
+        train_in_process(tmp_path, *SHORT_RUN)
+
+
+def test_non_finite_input_data_is_a_clear_error(tmp_path, monkeypatch):
+    from zoo import data
+
+    def broken(cfg, model_cfg):
+        clean = data.teacher(cfg, model_cfg)
+        return data.Dataset(
+            clean.x_train.at[3, 1].set(np.nan),
+            clean.y_train,
+            clean.x_val,
+            clean.y_val,
+            task="regression",
+        )
+
+    monkeypatch.setitem(data.DATASETS, "teacher", broken)
+    with pytest.raises(ZooError, match="the train inputs hold non-finite values"):
+        train_in_process(tmp_path, *SHORT_RUN)
+
+
+# --- non-finite loss ---------------------------------------------------------------------------
+
+
+def test_an_absurd_learning_rate_stops_with_one_line_and_a_finite_latest_checkpoint(tmp_path):
+    overrides = ["optim=sgd", "optim.lr=1e30", *short_run_with("trainer.ckpt_every=5")]
+    result = run_script("train.py", f"hydra.run.dir={tmp_path}", *overrides)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: train_loss became non-finite at step 2: likely causes are a learning rate too "
+        "high (optim.lr) or non-finite or badly scaled data; the latest checkpoint is the last "
+        "good one"
+    ]
+    assert complete_steps(tmp_path) == [0] and partial_saves(tmp_path) == []
+    assert not (tmp_path / "model").exists()
+    state = restore_latest(tmp_path, *overrides)  # loadable, and finite (restore checks it)
+    assert int(state.step) == 0
+    assert records(tmp_path) == []  # no non-finite record, no partial line
+
+
+def test_divergence_after_a_checkpoint_keeps_that_checkpoint_the_latest(tmp_path, short_run):
+    run_dir = copy_run(short_run, tmp_path)
+    shutil.rmtree(run_dir / "model")
+    diverging = short_run_with("trainer.steps=60", "trainer.resume=true", "optim.lr=1e30")
+    with pytest.raises(
+        ZooError, match="non-finite at step 4[1-5]: .*the latest checkpoint is the last good one$"
+    ):
+        train_in_process(run_dir, *diverging)
+    assert complete_steps(run_dir) == [0, 20, 40] and partial_saves(run_dir) == []
+    assert records(run_dir) == records(short_run)
+    assert not (run_dir / "model").exists()
+
+
+# --- signals -----------------------------------------------------------------------------------
+
+
+def start_run(run_dir: Path, log: Path, *overrides: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), f"hydra.run.dir={run_dir}", *overrides],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def stop_when(proc: subprocess.Popen, moment, sig: int = signal.SIGKILL) -> None:
+    """Send `sig` to the run once `moment()` holds. The run is frozen (SIGSTOP) while `moment`
+    is checked, so the run directory is exactly as the signal finds it."""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the run ended before the moment came"
+        if moment():
+            proc.send_signal(signal.SIGSTOP)
+            if moment():
+                proc.send_signal(sig)
+                proc.send_signal(signal.SIGCONT)
+                proc.wait(timeout=120)
+                return
+            proc.send_signal(signal.SIGCONT)
+        time.sleep(0.003)
+    raise AssertionError("the moment never came")
+
+
+def test_sigkill_at_any_moment_then_resume_gives_the_uninterrupted_run(tmp_path, uninterrupted):
+    run_dir, log = tmp_path / "run", tmp_path / "log"
+    started = run_dir / ".hydra" / "config.yaml"
+
+    # 1. before the first checkpoint: the run starts over
+    proc = start_run(run_dir, log, *SIGNAL_RUN)
+    stop_when(proc, lambda: started.exists() and not complete_steps(run_dir))
+    assert complete_steps(run_dir) == []
+
+    # 2. between checkpoints (none being written)
+    proc = start_run(run_dir, log, *SIGNAL_RUN, "trainer.resume=true")
+    stop_when(
+        proc, lambda: max(complete_steps(run_dir), default=0) >= 60 and not partial_saves(run_dir)
+    )
+    assert max(complete_steps(run_dir)) >= 60
+
+    # 3. in the middle of a save: the partial save is never taken, and is removed
+    proc = start_run(run_dir, log, *SIGNAL_RUN, "trainer.resume=true")
+    latest = max(complete_steps(run_dir))
+    stop_when(
+        proc, lambda: any(int(p.name.split(".")[0]) > latest + 40 for p in partial_saves(run_dir))
+    )
+    assert partial_saves(run_dir)
+
+    # 4. to the end
+    result = run_script("train.py", f"hydra.run.dir={run_dir}", *SIGNAL_RUN, "trainer.resume=true")
+    assert result.returncode == 0, result.stderr
+    assert partial_saves(run_dir) == []
+    assert records(run_dir) == records(uninterrupted)
+    resumed = load_file(str(run_dir / "model" / "model.safetensors"))
+    for key, value in load_file(str(uninterrupted / "model" / "model.safetensors")).items():
+        np.testing.assert_array_equal(resumed[key], value)
+
+
+def test_sigterm_saves_at_the_current_step_exits_cleanly_and_resumes(tmp_path, uninterrupted):
+    run_dir, log = tmp_path / "run", tmp_path / "log"
+    proc = start_run(run_dir, log, *SIGNAL_RUN)
+    metrics = run_dir / "metrics.jsonl"
+    stop_when(
+        proc, lambda: metrics.exists() and metrics.read_text().count("\n") >= 25, signal.SIGTERM
+    )
+    output = log.read_text()
+    assert proc.returncode == 143, output
+    assert "Traceback" not in output
+    last = records(run_dir)[-1]["step"]
+    assert output.strip().splitlines()[-1] == (
+        f"stopped: SIGTERM at step {last}: checkpoint saved in {run_dir / 'checkpoints'}; "
+        "continue with trainer.resume=true and the same hydra.run.dir"
+    )
+    assert max(complete_steps(run_dir)) == last and partial_saves(run_dir) == []
+    assert not (run_dir / "model").exists()
+
+    result = run_script("train.py", f"hydra.run.dir={run_dir}", *SIGNAL_RUN, "trainer.resume=true")
+    assert result.returncode == 0, result.stderr
+    assert records(run_dir) == records(uninterrupted)

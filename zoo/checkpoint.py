@@ -1,0 +1,328 @@
+"""What a long run needs to survive interruption: orbax checkpoints of its TrainState, the
+metrics log cut back to the checkpoint it resumes from, and a SIGTERM flag read at log points.
+
+A checkpoint is `<run dir>/checkpoints/<step>/` with two items: `state` (every array of the
+TrainState; the typed data key is stored as its raw key data) and `meta` (the step and the run's
+config, as JSON). Orbax writes a step under a `*.orbax-checkpoint-tmp*` name and renames it when
+complete, so a step directory without that mark is a whole checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from omegaconf import DictConfig, OmegaConf
+
+from zoo.errors import ZooError
+
+log = logging.getLogger(__name__)
+
+PARTIAL_MARK = ".orbax-checkpoint-tmp"
+# Keys whose change on resume is expected (a longer run) or harmless; others get a warning.
+RESUMABLE_CHANGES = {"trainer.resume", "trainer.steps", "trainer.keep_checkpoints"}
+
+
+# --- the state as orbax sees it ----------------------------------------------------------------
+
+
+def _to_saved(state: Any) -> Any:
+    return state._replace(data_key=jax.random.key_data(state.data_key))
+
+
+def _from_saved(saved: Any, like: Any) -> Any:
+    impl = jax.random.key_impl(like.data_key)
+    return saved._replace(data_key=jax.random.wrap_key_data(saved.data_key, impl=impl))
+
+
+def _layout(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
+    """`path.to.array` -> (shape, dtype) for every array leaf of a pytree or orbax metadata."""
+    layout = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        keys = (getattr(k, "name", getattr(k, "key", getattr(k, "idx", k))) for k in path)
+        layout[".".join(map(str, keys))] = (tuple(leaf.shape), str(np.dtype(leaf.dtype)))
+    return layout
+
+
+def _flat_config(cfg: Any) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        else:
+            flat[prefix[:-1]] = node
+
+    walk(cfg, "")
+    return flat
+
+
+def _all_finite(tree: Any) -> bool:
+    return all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(tree))
+
+
+# --- checkpoints -------------------------------------------------------------------------------
+
+
+class Checkpoints:
+    """The checkpoints of one run: saved asynchronously, the newest `keep` kept.
+
+    Use as a context manager: leaving it waits for the save in flight, also on an error.
+    """
+
+    def __init__(self, directory: str | os.PathLike, keep: int, cfg: DictConfig) -> None:
+        self.directory = Path(directory).absolute()  # orbax wants absolute paths
+        self._config = OmegaConf.to_container(cfg, resolve=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._remove_partial_saves()
+            self._manager = ocp.CheckpointManager(
+                self.directory,
+                options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=False),
+                item_handlers={
+                    "state": ocp.StandardCheckpointHandler(),
+                    "meta": ocp.JsonCheckpointHandler(),
+                },
+            )
+        except OSError as err:
+            raise ZooError(f"{self.directory}: cannot hold checkpoints ({err})") from None
+
+    def _remove_partial_saves(self) -> None:
+        """Delete what a save interrupted by a crash left behind (it is never a checkpoint)."""
+        if jax.process_index() != 0:
+            return
+        for path in self.directory.glob(f"*{PARTIAL_MARK}*"):
+            log.info("removing the interrupted save %s", path)
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+    def __enter__(self) -> Checkpoints:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._manager.wait_until_finished()
+        self._manager.close()
+
+    def steps(self) -> list[int]:
+        """Steps of the complete checkpoints, oldest first."""
+        return sorted(self._manager.all_steps())
+
+    def latest_step(self) -> int | None:
+        steps = self.steps()
+        return steps[-1] if steps else None
+
+    def save(self, state: Any) -> None:
+        """Start saving `state` at its step (once a step); the write ends in the background."""
+        step = int(state.step)
+        if step in self._manager.all_steps():
+            return
+        meta = {"step": step, "config": self._config}
+        args = ocp.args.Composite(
+            state=ocp.args.StandardSave(_to_saved(state)), meta=ocp.args.JsonSave(meta)
+        )
+        self._manager.save(step, args=args, force=True)
+
+    def restore(self, like: Any) -> Any:
+        """The latest checkpoint, restored with the shapes, dtypes and shardings of `like`.
+
+        Raises ZooError if it does not fit `like` (the config changed the model's shape or the
+        optimizer) or cannot be read.
+        """
+        step = self.latest_step()
+        where = self.directory / str(step)
+        older = [s for s in self.steps() if s != step]
+        fallback = f"delete {where} to resume from step {older[-1]}" if older else f"delete {where}"
+        target = jax.tree.map(ocp.utils.to_shape_dtype_struct, _to_saved(like))
+        _drop_closed_loop_callbacks()
+        # orbax and tensorstore raise many types for a damaged checkpoint: any is a bad file here
+        try:
+            on_disk = _layout(self._manager.item_metadata(step)["state"])
+            meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        except Exception as err:
+            raise ZooError(
+                f"checkpoint {where} is unreadable ({_first_line(err)}); {fallback}"
+            ) from err
+        if not on_disk:
+            raise ZooError(f"checkpoint {where} is unreadable (no array metadata); {fallback}")
+        self._check_fits(where, on_disk, _layout(target), meta["meta"])
+        try:
+            args = ocp.args.Composite(state=ocp.args.StandardRestore(target))
+            restored = self._manager.restore(step, args=args)["state"]
+        except Exception as err:
+            raise ZooError(
+                f"checkpoint {where} is corrupt ({_first_line(err)}); {fallback}"
+            ) from err
+        if int(restored.step) != step or not _all_finite(restored.params):
+            raise ZooError(f"checkpoint {where} is corrupt (wrong step or values); {fallback}")
+        return _from_saved(restored, like)
+
+    def _check_fits(self, where: Path, on_disk: dict, wanted: dict, meta: Any) -> None:
+        saved_cfg = meta.get("config") if isinstance(meta, dict) else None
+        changed = _changes(saved_cfg, self._config)
+        if on_disk != wanted:
+            keys = sorted(on_disk.keys() | wanted.keys(), key=lambda k: (k.split(".")[0], k))
+            diffs = [
+                f"{key.removesuffix('.value')} {_shape(on_disk, key)} -> {_shape(wanted, key)}"
+                for key in sorted(keys, key=lambda k: not k.startswith("params."))
+                if on_disk.get(key) != wanted.get(key)
+            ]
+            because = f" (config changes: {', '.join(changed)})" if changed else ""
+            more = f" (+{len(diffs) - 3} more)" if len(diffs) > 3 else ""
+            raise ZooError(
+                f"cannot resume from {where}: this config changes the shape of the model or "
+                f"optimizer state{because}: {'; '.join(diffs[:3])}{more}; resume with the "
+                "run's config or use a new hydra.run.dir"
+            )
+        if changed:
+            log.warning(
+                "resuming with a changed config (%s): the result will differ from an "
+                "uninterrupted run",
+                ", ".join(changed),
+            )
+
+
+def _shape(layout: dict, key: str) -> str:
+    return str(layout[key][0]) if key in layout else "absent"
+
+
+def _changes(saved: Any, current: Any) -> list[str]:
+    if not isinstance(saved, dict):
+        return []
+    old, new = _flat_config(saved), _flat_config(current)
+    keys = sorted((old.keys() | new.keys()) - RESUMABLE_CHANGES)
+    return [f"{k}: {old.get(k)} -> {new.get(k)}" for k in keys if old.get(k) != new.get(k)]
+
+
+def _first_line(err: BaseException) -> str:
+    """The gist of an orbax/tensorstore error: its first line, without the tensorstore spec."""
+    text = (str(err).strip().splitlines() or [""])[0].split(" [tensorstore_spec")[0]
+    text = text if len(text) <= 160 else text[:160] + "..."
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _drop_closed_loop_callbacks() -> None:
+    """When one read of a restore fails, tensorstore still finishes the others and calls back
+    into orbax's closed event loop, during or after the error; Python would print each as a
+    traceback. Drop those, only those (installed once, before the first read)."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_zoo_filter", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        error = unraisable.exc_value
+        if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
+            previous(unraisable)
+
+    hook._zoo_filter = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+
+
+# --- metrics.jsonl on resume -------------------------------------------------------------------
+
+
+def keep_metrics_until(path: Path, step: int) -> dict[str, float]:
+    """Cut `metrics.jsonl` back to the records up to `step` (atomically); return the last one.
+
+    A last line without its newline is a write cut short by a crash and is dropped; any other
+    line that is not a JSON record is an error.
+    """
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        log.warning("%s is missing: records before step %d are lost", path, step)
+        text = ""
+    except (OSError, UnicodeDecodeError) as err:
+        raise ZooError(f"{path}: unreadable ({err})") from None
+    *lines, unfinished = text.split("\n")
+    if unfinished:
+        log.warning("%s: dropping a last line cut short: %r", path, unfinished[:60])
+    kept, last = [], {}
+    for number, line in enumerate(lines, 1):
+        if not line:
+            continue
+        try:
+            record = json.loads(line)
+            record_step = record["step"]
+        except (json.JSONDecodeError, TypeError, KeyError):
+            raise ZooError(f"{path}:{number}: not a metrics record: {line[:60]!r}") from None
+        if record_step <= step:
+            kept.append(line + "\n")
+            last = record
+    write_atomically(path, "".join(kept))
+    return last
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace `path` with `text`: a reader sees the old file or the new, whole."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def starting_state(
+    ckpts: Checkpoints, state: Any, *, resume: bool, metrics_path: Path | None
+) -> tuple[Any, dict[str, float]]:
+    """The state a run starts from and its last metrics record: the latest checkpoint's when
+    resuming (with metrics.jsonl cut back to it), else `state` with an empty metrics.jsonl.
+    `metrics_path=None` leaves metrics to another process."""
+    latest = ckpts.latest_step()
+    if resume and latest is not None:
+        state = ckpts.restore(state)
+        log.info("resuming from the checkpoint at step %d in %s", latest, ckpts.directory)
+        return state, keep_metrics_until(metrics_path, latest) if metrics_path else {}
+    if latest is not None:
+        raise ZooError(
+            f"{ckpts.directory} already holds checkpoints (latest step {latest}): pass "
+            "trainer.resume=true to continue that run, or use another hydra.run.dir"
+        )
+    if resume:
+        log.warning(
+            "trainer.resume=true but %s holds no complete checkpoint: starting from step 0",
+            ckpts.directory,
+        )
+    if metrics_path:
+        write_atomically(metrics_path, "")
+    return state, {}
+
+
+# --- SIGTERM -----------------------------------------------------------------------------------
+
+
+class SigtermFlag:
+    """While active, SIGTERM only sets `received`; the loop reads it at its next log point.
+
+    Only the main thread can take signals; elsewhere this does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.received = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = True
+        log.warning("SIGTERM received: saving a checkpoint at the next log point, then stopping")
+
+    def __enter__(self) -> SigtermFlag:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
