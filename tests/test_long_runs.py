@@ -20,7 +20,7 @@ from safetensors.numpy import load_file
 
 from zoo.checkpoint import PARTIAL_MARK, Checkpoints, keep_metrics_until
 from zoo.errors import ZooError
-from zoo.training import train
+from zoo.training import stop_if_not_finite, train
 
 # Many small dispatches and checkpoints, so that a signal can land at every kind of moment.
 SIGNAL_RUN = [
@@ -308,6 +308,16 @@ def test_an_absurd_learning_rate_stops_with_one_line_and_a_finite_latest_checkpo
     state = restore_latest(tmp_path, *overrides)  # loadable, and finite (restore checks it)
     assert int(state.step) == 0
     assert records(tmp_path) == []  # no non-finite record, no partial line
+
+
+def test_the_non_finite_check_names_what_diverged_and_where():
+    stop_if_not_finite({"step": 10, "train_loss": 0.5, "val_loss": 0.4}, 11, True)  # all fine
+    with pytest.raises(ZooError, match="^val_loss became non-finite at step 10: "):
+        stop_if_not_finite({"step": 10, "train_loss": 0.5, "val_loss": np.inf}, 11, True)
+    with pytest.raises(ZooError, match="^the parameters became non-finite at step 10: "):
+        stop_if_not_finite({"step": 10, "train_loss": 0.5}, 11, False)
+    with pytest.raises(ZooError, match="^train_loss became non-finite at step 7: .*optim.lr"):
+        stop_if_not_finite({"step": 10, "train_loss": np.nan, "val_loss": np.nan}, 7, False)
 
 
 def test_divergence_after_a_checkpoint_keeps_that_checkpoint_the_latest(tmp_path, short_run):

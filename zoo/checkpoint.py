@@ -171,10 +171,10 @@ class Checkpoints:
         saved_cfg = meta.get("config") if isinstance(meta, dict) else None
         changed = _changes(saved_cfg, self._config)
         if on_disk != wanted:
-            keys = sorted(on_disk.keys() | wanted.keys(), key=lambda k: (k.split(".")[0], k))
-            diffs = [
+            keys = on_disk.keys() | wanted.keys()
+            diffs = [  # parameters first: they say best what changed
                 f"{key.removesuffix('.value')} {_shape(on_disk, key)} -> {_shape(wanted, key)}"
-                for key in sorted(keys, key=lambda k: not k.startswith("params."))
+                for key in sorted(keys, key=lambda k: (not k.startswith("params."), k))
                 if on_disk.get(key) != wanted.get(key)
             ]
             because = f" (config changes: {', '.join(changed)})" if changed else ""
