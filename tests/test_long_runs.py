@@ -20,7 +20,7 @@ from safetensors.numpy import load_file
 
 from zoo.checkpoint import PARTIAL_MARK, Checkpoints, keep_metrics_until
 from zoo.errors import ZooError
-from zoo.training import stop_if_not_finite, train
+from zoo.training import prepare, stop_if_not_finite, train
 
 # Many small dispatches and checkpoints, so that a signal can land at every kind of moment.
 SIGNAL_RUN = [
@@ -65,24 +65,9 @@ def train_in_process(run_dir: Path, *overrides: str) -> dict:
 
 def restore_latest(run_dir: Path, *overrides: str):
     """The latest checkpoint of `run_dir`, restored the way a resume does."""
-    from flax import nnx
-
-    from zoo.training import build_model, make_optimizer, model_kwargs
-
     cfg = compose_config("train", list(overrides))
-    name, kwargs = model_kwargs(cfg.model)
-    _, params, rest = nnx.split(build_model(name, kwargs, cfg.seed), nnx.Param, ...)
-    from zoo.training import TrainState
-
-    like = TrainState(
-        params,
-        rest,
-        make_optimizer(cfg.optim).init(params),
-        jax.numpy.zeros((), jax.numpy.int32),
-        jax.random.key(cfg.seed),
-    )
     with Checkpoints(run_dir / "checkpoints", 3, cfg) as ckpts:
-        return ckpts.restore(like)
+        return ckpts.restore(prepare(cfg).state)
 
 
 @pytest.fixture(scope="module")
@@ -291,6 +276,25 @@ def test_non_finite_input_data_is_a_clear_error(tmp_path, monkeypatch):
         train_in_process(tmp_path, *SHORT_RUN)
 
 
+def test_a_failed_model_write_leaves_the_previous_model_whole(tmp_path, short_run, monkeypatch):
+    import zoo
+    from zoo import pretrained
+
+    model = zoo.from_pretrained(short_run / "model")
+    run_dir = copy_run(short_run, tmp_path)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pretrained, "save_file", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        zoo.save_pretrained(model, run_dir / "model")
+    assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".model")) == []
+    reloaded = zoo.from_pretrained(run_dir / "model")
+    x = jax.random.normal(jax.random.key(1), (5, 4))
+    np.testing.assert_array_equal(np.asarray(reloaded(x)), np.asarray(model(x)))
+
+
 # --- non-finite loss ---------------------------------------------------------------------------
 
 
@@ -338,13 +342,14 @@ def test_divergence_after_a_checkpoint_keeps_that_checkpoint_the_latest(tmp_path
 
 def start_run(run_dir: Path, log: Path, *overrides: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), f"hydra.run.dir={run_dir}", *overrides],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
+    with log.open("w") as out:  # the child keeps its own copy of the handle
+        return subprocess.Popen(
+            [sys.executable, str(ROOT / "train.py"), f"hydra.run.dir={run_dir}", *overrides],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def stop_when(proc: subprocess.Popen, moment, sig: int = signal.SIGKILL) -> None:
