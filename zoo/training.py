@@ -288,8 +288,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     primary = jax.process_index() == 0
     metrics_path = run_dir / "metrics.jsonl" if primary else None
     with (
+        SigtermFlag() as sigterm,  # outermost: a SIGTERM while the last save finishes is harmless
         Checkpoints(run_dir / "checkpoints", trainer.keep_checkpoints, cfg) as ckpts,
-        SigtermFlag() as sigterm,
     ):
         run.state, record = starting_state(
             ckpts, run.state, resume=trainer.resume, metrics_path=metrics_path
