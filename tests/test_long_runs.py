@@ -425,3 +425,11 @@ def test_sigterm_saves_at_the_current_step_exits_cleanly_and_resumes(tmp_path, u
     result = run_script("train.py", f"hydra.run.dir={run_dir}", *SIGNAL_RUN, "trainer.resume=true")
     assert result.returncode == 0, result.stderr
     assert records(run_dir) == records(uninterrupted)
+
+
+def test_several_processes_need_a_shared_checkpoint_directory(tmp_path, monkeypatch):
+    # (tests/test_parallel.py trains two real processes with one shared trainer.ckpt_dir)
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    with pytest.raises(ZooError, match="trainer.ckpt_dir is required with 2 processes"):
+        train_in_process(tmp_path, *SHORT_RUN)
+    assert not (tmp_path / "checkpoints").exists()

@@ -113,6 +113,8 @@ class TrainerConfig:
     ckpt_every: int = 500
     keep_checkpoints: int = 3
     resume: bool = False
+    # Where checkpoints go: null is <run dir>/checkpoints. Several processes need one they share.
+    ckpt_dir: str | None = None
     # Data parallel over this many local devices per process: "auto" (all of them) or a number.
     devices: str = "auto"
     # Join a multi-host run with jax.distributed.initialize(): true, false, or null to join when

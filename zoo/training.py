@@ -24,7 +24,6 @@ from jax.sharding import Mesh
 from omegaconf import DictConfig, OmegaConf
 
 from zoo import parallel
-from zoo.checkpoint import Checkpoints, SigtermFlag, starting_state
 from zoo.config import MODEL_TARGET
 from zoo.data import Dataset, make_dataset
 from zoo.errors import RunStopped, ZooError
@@ -267,6 +266,9 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     point and raises RunStopped. With several processes, all take part in checkpoints (which
     need a shared filesystem to resume); only process 0 writes the other files.
     """
+    # Imported here: orbax puts a handler on the root logger at import, which would make a
+    # later logging.basicConfig() in the importing program a silent no-op.
+    from zoo.checkpoint import Checkpoints, SigtermFlag, starting_state
     from zoo.pretrained import save_pretrained
     from zoo.reporting import Reporter
     from zoo.summary import param_table
@@ -286,10 +288,16 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     )
 
     primary = jax.process_index() == 0
+    if trainer.ckpt_dir is None and jax.process_count() > 1:
+        raise ZooError(
+            f"trainer.ckpt_dir is required with {jax.process_count()} processes: a directory "
+            "they all share, for the checkpoints they write together"
+        )
+    ckpt_dir = Path(trainer.ckpt_dir) if trainer.ckpt_dir else run_dir / "checkpoints"
     metrics_path = run_dir / "metrics.jsonl" if primary else None
     with (
         SigtermFlag() as sigterm,  # outermost: a SIGTERM while the last save finishes is harmless
-        Checkpoints(run_dir / "checkpoints", trainer.keep_checkpoints, cfg) as ckpts,
+        Checkpoints(ckpt_dir, trainer.keep_checkpoints, cfg) as ckpts,
     ):
         run.state, record = starting_state(
             ckpts, run.state, resume=trainer.resume, metrics_path=metrics_path
