@@ -263,8 +263,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
 
     With `trainer.resume`, continue from the latest checkpoint in `run_dir`. Returns the last
     logged metrics (what a sweeper optimises). On SIGTERM, saves a checkpoint at the next log
-    point and raises RunStopped. With several processes, all take part in checkpoints (which
-    need a shared filesystem to resume); only process 0 writes the other files.
+    point and raises RunStopped. With several processes, all write the checkpoints together into
+    the `trainer.ckpt_dir` they share; only process 0 writes the other files.
     """
     # Imported here: orbax puts a handler on the root logger at import, which would make a
     # later logging.basicConfig() in the importing program a silent no-op.
