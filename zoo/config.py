@@ -12,6 +12,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 
 from zoo.errors import ZooError
 
@@ -28,6 +29,32 @@ class DeepNestedConfig:
     hidden: int = 8
     depth: int = 1
     activation: str = "relu"
+    out_features: int | None = None
+
+
+@dataclass
+class MLPConfig:
+    _target_: str = MODEL_TARGET
+    name: str = "mlp"
+    in_features: int = 4
+    widths: list[int] = field(default_factory=lambda: [64, 64])
+    activation: str = "relu"
+    dropout: float = 0.0
+    out_features: int | None = 1
+
+
+@dataclass
+class TransformerConfig:
+    _target_: str = MODEL_TARGET
+    name: str = "transformer"
+    vocab_size: int = 16
+    d_model: int = 64
+    num_heads: int = 4
+    num_layers: int = 2
+    mlp_ratio: int = 4
+    max_len: int = 64
+    dropout: float = 0.0
+    causal: bool = False
     out_features: int | None = None
 
 
@@ -73,6 +100,17 @@ class CsvDataConfig(SplitDataConfig):
 class DigitsDataConfig(SplitDataConfig):
     name: str = "digits"
     task: str = "classification"
+
+
+@dataclass
+class SequenceDataConfig:
+    name: str = "sequence"
+    rule: str = "reverse"
+    vocab_size: int = 16
+    length: int = 12
+    n_train: int = 8192
+    n_val: int = 1024
+    seed: int = 1234
 
 
 @dataclass
@@ -157,6 +195,9 @@ def register_configs() -> None:
     cs.store(group="data", name="zoo_npz_schema", node=NpzDataConfig)
     cs.store(group="data", name="zoo_csv_schema", node=CsvDataConfig)
     cs.store(group="data", name="zoo_digits_schema", node=DigitsDataConfig)
+    cs.store(group="model", name="zoo_mlp_schema", node=MLPConfig)
+    cs.store(group="model", name="zoo_transformer_schema", node=TransformerConfig)
+    cs.store(group="data", name="zoo_sequence_schema", node=SequenceDataConfig)
     cs.store(group="optim", name="zoo_adam_schema", node=AdamConfig)
     cs.store(group="optim", name="zoo_adamw_schema", node=AdamWConfig)
     cs.store(group="optim", name="zoo_sgd_schema", node=SGDConfig)
@@ -191,6 +232,22 @@ def _activation_names() -> str:
     return "one of " + ", ".join(ACTIVATIONS)
 
 
+def _sequence_rule(v: Any) -> bool:
+    from zoo.data import SEQUENCE_RULES
+
+    return v in SEQUENCE_RULES
+
+
+def _sequence_rule_names() -> str:
+    from zoo.data import SEQUENCE_RULES
+
+    return "one of " + ", ".join(SEQUENCE_RULES)
+
+
+def _dropout_rate(v: Any) -> bool:
+    return isinstance(v, int | float) and 0 <= v < 1
+
+
 # key -> (check, what a valid value is). Keys absent from a config are skipped.
 RULES: dict[str, tuple[Callable[[Any], bool], str | Callable[[], str]]] = {
     "seed": _int_at_least(0),
@@ -218,6 +275,20 @@ RULES: dict[str, tuple[Callable[[Any], bool], str | Callable[[], str]]] = {
     "optim.eps": (_positive_finite, "a finite number > 0"),
     "optim.weight_decay": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
     "optim.momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "model.widths": (
+        lambda v: len(v) >= 1 and all(isinstance(w, int) and w >= 1 for w in v),
+        "a non-empty list of integers >= 1",
+    ),
+    "model.dropout": (_dropout_rate, "a number in [0, 1)"),
+    "model.vocab_size": _int_at_least(1),
+    "model.d_model": _int_at_least(1),
+    "model.num_heads": _int_at_least(1),
+    "model.num_layers": _int_at_least(1),
+    "model.mlp_ratio": _int_at_least(1),
+    "model.max_len": _int_at_least(1),
+    "data.rule": (_sequence_rule, _sequence_rule_names),
+    "data.vocab_size": _int_at_least(2),
+    "data.length": _int_at_least(1),
     "trainer.steps": _int_at_least(0),
     "trainer.batch_size": _int_at_least(1),
     "trainer.eval_every": _int_at_least(1),
@@ -237,7 +308,10 @@ RULES: dict[str, tuple[Callable[[Any], bool], str | Callable[[], str]]] = {
 def validate(cfg: DictConfig) -> None:
     """Check every known value; raise ZooError naming the first bad key and its value."""
     for key, (check, requirement) in RULES.items():
-        value = OmegaConf.select(cfg, key, default="__absent__")
+        try:
+            value = OmegaConf.select(cfg, key, default="__absent__")
+        except InterpolationResolutionError as err:  # e.g. data=teacher with a token model
+            raise ZooError(f"{key} cannot be resolved: {str(err).splitlines()[0]}") from None
         if isinstance(value, str) and value == "__absent__":
             continue
         if not check(value):

@@ -27,6 +27,7 @@ class Dataset:
     y_val: jax.Array
     task: str  # "regression" | "classification"
     num_classes: int | None = None
+    vocab_size: int | None = None  # set when the inputs are integer tokens in [0, vocab_size)
 
     @property
     def in_features(self) -> int:
@@ -37,13 +38,22 @@ class Dataset:
         """Width the model's output must have: classes, or the target's last dimension."""
         return self.num_classes if self.task == "classification" else int(self.y_train.shape[-1])
 
+    def model_inputs(self) -> dict[str, int]:
+        """The model keys the inputs determine: `in_features` for feature vectors; `vocab_size`
+        and `max_len` (the sequence length) for token sequences."""
+        if self.vocab_size is not None:
+            return {"vocab_size": self.vocab_size, "max_len": int(self.x_train.shape[-1])}
+        return {"in_features": self.in_features}
+
     def arrays(self) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
         return self.x_train, self.y_train, self.x_val, self.y_val
 
 
-def model_output_width(model_cfg: Any) -> int:
-    """The output width of a deep_nested-style config: its head if any, else its hidden size."""
-    return model_cfg.out_features or model_cfg.hidden
+def model_output_width(model_cfg: Any) -> int | None:
+    """The output width a model config declares: its head (`out_features`) if any, else its last
+    hidden width (`hidden`, or the last of `widths`); None if it declares none of these."""
+    widths = model_cfg.get("widths") or [None]
+    return model_cfg.get("out_features") or model_cfg.get("hidden") or widths[-1]
 
 
 def teacher(cfg: Any, model_cfg: Any) -> Dataset:
@@ -51,6 +61,11 @@ def teacher(cfg: Any, model_cfg: Any) -> Dataset:
     from zoo.models.deep_nested import OuterModule
 
     width = model_output_width(model_cfg)
+    if width is None:
+        raise ZooError(
+            f"data=teacher cannot tell model {model_cfg.get('name')!r}'s output width: "
+            "set model.out_features"
+        )
     net = OuterModule(
         cfg.in_features,
         width,
@@ -159,11 +174,38 @@ def digits(cfg: Any, model_cfg: Any) -> Dataset:
     return from_arrays({"x": x, "y": y}, cfg, "digits")
 
 
+# Sequence rules: token sequences `(n, length)` -> the target token at each position.
+SEQUENCE_RULES: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "reverse": lambda x: x[:, ::-1],
+    "sort": lambda x: jnp.sort(x, axis=-1),
+}
+
+
+def sequence(cfg: Any, model_cfg: Any) -> Dataset:
+    """Random token sequences (ids in [0, vocab_size), fixed length) and, per position, the token
+    the rule puts there: `reverse` the sequence or `sort` it. Determined by `cfg.seed`."""
+    if cfg.rule not in SEQUENCE_RULES:
+        raise ZooError(f"data.rule={cfg.rule!r} is unknown; valid: {', '.join(SEQUENCE_RULES)}")
+    n = cfg.n_train + cfg.n_val
+    x = jax.random.randint(jax.random.key(cfg.seed), (n, cfg.length), 0, cfg.vocab_size)
+    y = SEQUENCE_RULES[cfg.rule](x)
+    return Dataset(
+        x[: cfg.n_train],
+        y[: cfg.n_train],
+        x[cfg.n_train :],
+        y[cfg.n_train :],
+        task="classification",
+        num_classes=cfg.vocab_size,
+        vocab_size=cfg.vocab_size,
+    )
+
+
 DATASETS: dict[str, Callable[[Any, Any], Dataset]] = {
     "teacher": teacher,
     "npz": npz_file,
     "csv": csv_file,
     "digits": digits,
+    "sequence": sequence,
 }
 
 

@@ -33,6 +33,11 @@ def model_input(cfg: DictConfig, in_features: int) -> jax.Array:
 def compare_with_reference(cfg: DictConfig) -> bool:
     """Print the configured model's output next to `deep_nested_forward`; True if they agree."""
     name, kwargs = model_kwargs(cfg.model)
+    if "in_features" not in kwargs:
+        raise ZooError(
+            f"model {name!r} takes no feature vector x to compare with the seed's reference; "
+            "evaluate a trained one with run_dir=<train run directory>"
+        )
     model = build_model(name, kwargs, cfg.seed)
     x = model_input(cfg, kwargs["in_features"])
     out = model(x)

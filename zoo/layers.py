@@ -1,11 +1,26 @@
-"""Shared pieces: the activation table and the scan-over-stacked-blocks helper."""
+"""Shared pieces: the seed's linear layer, the activation table and the stacked-blocks helpers."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
+
+
+class InnerLinear(nnx.Module):
+    """`x @ kernel + bias`, kernel ~ N(0, 1/in_features), bias zero."""
+
+    def __init__(self, in_features: int, out_features: int, rngs: nnx.Rngs):
+        key = rngs.params()
+        scale = 1.0 / jnp.sqrt(in_features)
+        self.kernel = nnx.Param(jax.random.normal(key, (in_features, out_features)) * scale)
+        self.bias = nnx.Param(jnp.zeros((out_features,)))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return x @ self.kernel[...] + self.bias[...]
+
 
 # Activations by name only: nothing is ever resolved from a dotted path.
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {

@@ -119,7 +119,8 @@ def _is_plain(value: Any) -> bool:
 
 
 def from_pretrained(directory: str | os.PathLike) -> nnx.Module:
-    """Rebuild the model saved in `directory` through the registry and load its weights.
+    """Rebuild the model saved in `directory` through the registry and load its weights; it
+    comes back in eval mode (dropout off): call `model.train()` to fine-tune.
 
     Every missing, unexpected, mis-shaped or mis-typed tensor is reported in one ZooError, checked
     against the model's abstract shapes before any parameter is allocated.
@@ -160,4 +161,5 @@ def from_pretrained(directory: str | os.PathLike) -> nnx.Module:
     model = build()
     for key, var in _weights(model).items():
         var[...] = jax.numpy.asarray(tensors[key])
+    model.eval()
     return model

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from zoo import parallel
 from zoo.config import MODEL_TARGET
-from zoo.data import Dataset, make_dataset
+from zoo.data import Dataset, make_dataset, model_output_width
 from zoo.errors import RunStopped, ZooError
 from zoo.registry import create_model
 
@@ -62,9 +62,14 @@ def model_kwargs(model_cfg: Any) -> tuple[str, dict[str, Any]]:
 def fit_to_data(kwargs: dict[str, Any], data: Dataset) -> dict[str, Any]:
     """Make the model's input and output widths follow the data, logging what changed."""
     fitted = dict(kwargs)
-    if "in_features" in fitted:
-        fitted["in_features"] = data.in_features
-    natural = fitted.get("out_features") or fitted.get("hidden")
+    inputs = data.model_inputs()
+    if not inputs.keys() & fitted.keys():
+        raise ZooError(
+            f"the data's inputs set model keys {', '.join(inputs)}, but the model has none of "
+            "them: it cannot take these inputs"
+        )
+    fitted |= {key: value for key, value in inputs.items() if key in fitted}
+    natural = model_output_width(fitted)
     if "out_features" in fitted and (data.task == "classification" or natural != data.out_features):
         fitted["out_features"] = data.out_features
     for key in fitted:
@@ -122,7 +127,9 @@ def make_steps(
         xb, yb = parallel.shard_batch((x[idx], y[idx]), mesh)
 
         def compute_loss(params):
-            model = nnx.merge(graphdef, params, state.rest)
+            # copy: Variables of this trace, so stateful layers (dropout's RNG counters, also
+            # inside nnx.scan) may update them under value_and_grad.
+            model = nnx.merge(graphdef, params, state.rest, copy=True)
             loss, _ = loss_and_metrics(task, model(xb), yb)
             return loss, nnx.state(model, nnx.Not(nnx.Param))
 

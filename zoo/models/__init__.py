@@ -1,3 +1,3 @@
 """Built-in models; importing this package registers them."""
 
-from zoo.models import deep_nested  # noqa: F401
+from zoo.models import deep_nested, mlp, transformer  # noqa: F401

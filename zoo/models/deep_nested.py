@@ -10,21 +10,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from zoo.layers import create_stacked, get_activation, scan_blocks
+from zoo.layers import InnerLinear, create_stacked, get_activation, scan_blocks
 from zoo.registry import register_model
-
-
-class InnerLinear(nnx.Module):
-    """`x @ kernel + bias`, kernel ~ N(0, 1/in_features), bias zero."""
-
-    def __init__(self, in_features: int, out_features: int, rngs: nnx.Rngs):
-        key = rngs.params()
-        scale = 1.0 / jnp.sqrt(in_features)
-        self.kernel = nnx.Param(jax.random.normal(key, (in_features, out_features)) * scale)
-        self.bias = nnx.Param(jnp.zeros((out_features,)))
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return x @ self.kernel[...] + self.bias[...]
 
 
 class MiddleModule(nnx.Module):

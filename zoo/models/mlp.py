@@ -1,0 +1,58 @@
+"""A plain multilayer perceptron: Linear + activation (+ dropout) per width, then a linear head."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import jax
+from flax import nnx
+
+from zoo.layers import InnerLinear, get_activation
+from zoo.registry import register_model
+
+
+@register_model("mlp")
+class MLP(nnx.Module):
+    """`in_features -> widths[0] -> ... -> widths[-1]`, each layer followed by the activation
+    and dropout; `out_features` set adds a final linear head (no activation).
+
+    State paths mirror the attributes: `layers/0/kernel`, ..., `head/kernel`.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        widths: Sequence[int] = (64, 64),
+        *,
+        activation: str = "relu",
+        dropout: float = 0.0,
+        out_features: int | None = None,
+        rngs: nnx.Rngs,
+    ):
+        if not isinstance(in_features, int) or in_features < 1:
+            raise ValueError(f"in_features must be an integer >= 1, got {in_features!r}")
+        widths = list(widths)
+        if not widths or not all(isinstance(w, int) and w >= 1 for w in widths):
+            raise ValueError(f"widths must be a non-empty list of integers >= 1, got {widths!r}")
+        if out_features is not None and (not isinstance(out_features, int) or out_features < 1):
+            raise ValueError(f"out_features must be an integer >= 1 or None, got {out_features!r}")
+        if not isinstance(dropout, int | float) or not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        get_activation(activation)  # fail at construction, not at the first call
+        self.activation = activation
+        sizes = [in_features, *widths]
+        self.layers = nnx.List(
+            InnerLinear(n_in, n_out, rngs=rngs) for n_in, n_out in itertools.pairwise(sizes)
+        )
+        self.head = InnerLinear(widths[-1], out_features, rngs=rngs) if out_features else None
+        # None when off, so a dropout-free MLP's state holds parameters only.
+        self.dropout = nnx.Dropout(dropout, rngs=rngs) if dropout else None
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        act = get_activation(self.activation)
+        for layer in self.layers:
+            x = act(layer(x))
+            if self.dropout is not None:
+                x = self.dropout(x)
+        return self.head(x) if self.head is not None else x
