@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -270,3 +271,27 @@ def test_saved_transformer_loads_in_another_process_with_equal_outputs(tmp_path)
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), np.asarray(model(x)))
     loaded = from_pretrained(tmp_path / "model")  # in eval mode: dropout off
     np.testing.assert_array_equal(loaded(x), loaded(x))
+
+
+# --- the benchmark's hand-written baseline computes the same function --------------------------
+
+
+def load_baseline():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "transformer_baseline.py"
+    spec = importlib.util.spec_from_file_location("transformer_baseline", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_benchmark_baseline_forward_equals_the_model(causal):
+    baseline = load_baseline()
+    model = small(causal=causal)
+    x = tokens((2, 6))
+    params = baseline.transformer_params(model)
+    out = jax.jit(partial(baseline.forward, num_heads=H, causal=causal))(params, x)
+    np.testing.assert_allclose(out, model(x), atol=ATOL)
