@@ -1,17 +1,20 @@
-"""A hand-written `jax.jit` baseline of the zoo Transformer's training step, for `make bench`.
+"""The Transformer in `make bench`: a hand-written `jax.jit` baseline of its training step.
 
-The same math as `zoo.models.transformer.Transformer` (dropout off) and as the zoo loop's step:
-a batch sampled on the device from `fold_in(key, step)`, per-token softmax cross-entropy, an optax
-update; but written as plain functions of a parameter dict, with no Flax in the step.
+Baseline (a) of benchmarks/bench.py for `model=transformer data=sequence`: the same math as
+`zoo.models.transformer.Transformer` (dropout off), the same initial parameters (taken from the
+zoo run's model), data and on-device batch sampling, written as plain functions of a parameter
+dict with one `jax.jit` + optax step per call and no Flax in the step. Its forward is pinned
+equal to the model's by tests/test_transformer.py.
 
-    python benchmarks/transformer_baseline.py   # baseline and zoo loop steps/s, same model/data
+    python benchmarks/transformer_baseline.py [steps]   # zoo loop vs this baseline, steps/s
 """
 
 from __future__ import annotations
 
-import time
+import sys
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -19,7 +22,32 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from zoo.training import Run, prepare
+
+ROOT = Path(__file__).resolve().parents[1]
 Params = dict[str, Any]
+
+
+def transformer_run(batch: int = 256, log_every: int = 100, **model: Any) -> Run:
+    """The zoo's own run for `model=transformer data=sequence` (model keys as overrides)."""
+    from hydra import compose, initialize_config_dir
+
+    from zoo.config import register_configs
+
+    register_configs()
+    overrides = [
+        "model=transformer",
+        "data=sequence",
+        # No evaluation inside the timed window: the baseline does not evaluate either.
+        "trainer.steps=1000000000",
+        "trainer.eval_every=1000000000",
+        f"trainer.batch_size={batch}",
+        f"trainer.log_every={log_every}",
+        *(f"model.{k}={v}" for k, v in model.items()),
+    ]
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    return prepare(cfg)
 
 
 def transformer_params(model: nnx.Module) -> Params:
@@ -61,102 +89,55 @@ def forward(params: Params, tokens: jax.Array, *, num_heads: int, causal: bool =
     return _linear(_layer_norm(h, params["norm"]), params["head"])
 
 
-def make_train_step(
-    tx: optax.GradientTransformation, *, num_heads: int, causal: bool, batch_size: int
-) -> Callable:
-    """Pure `step(params, opt_state, key, step, x, y) -> (params, opt_state, loss)`."""
+def plain_jax_transformer_step_fn(run: Run) -> Callable[[int], None]:
+    """Baseline (a) for the Transformer: one `jax.jit` + optax step per Python call, on a
+    plain parameter dict; `run_steps(steps)` as in benchmarks/bench.py."""
+    spec = dict(run.model.zoo_spec[1])
+    num_heads, causal = spec["num_heads"], spec["causal"]
+    tx, batch = run.tx, run.batch_size
+    x, y = run.data.x_train, run.data.y_train
+    key = jax.random.key(0)
 
-    def step(params, opt_state, key, step, x, y):
-        idx = jax.random.randint(jax.random.fold_in(key, step), (batch_size,), 0, x.shape[0])
-        xb, yb = x[idx], y[idx]
+    @jax.jit
+    def step(params, opt_state, i, x, y):
+        idx = jax.random.randint(jax.random.fold_in(key, i), (batch,), 0, x.shape[0])
 
         def loss_fn(p):
-            logits = forward(p, xb, num_heads=num_heads, causal=causal)
-            return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+            logits = forward(p, x[idx], num_heads=num_heads, causal=causal)
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y[idx]).mean()
 
         loss, grads = jax.value_and_grad(loss_fn)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+        return optax.apply_updates(params, updates), opt_state, i + 1, loss
 
-    return step
+    params = transformer_params(run.model)
+    state = [params, tx.init(params), jnp.asarray(0)]
 
+    def run_steps(steps: int) -> None:
+        p, o, i = state
+        for _ in range(steps):
+            p, o, i, loss = step(p, o, i, x, y)
+        loss.block_until_ready()
+        state[:] = [p, o, i]
 
-def baseline_steps_per_second(
-    model: nnx.Module,
-    x: jax.Array,
-    y: jax.Array,
-    *,
-    tx: optax.GradientTransformation,
-    batch_size: int,
-    steps: int = 200,
-    fused: bool = False,
-    seed: int = 0,
-) -> float:
-    """Steps per second of the hand-written step on `model`'s weights (compile excluded):
-    one `jax.jit` dispatch per step, or with `fused` all `steps` in one jitted `lax.scan` (as
-    the zoo loop fuses the steps between log points). `model` must be a zoo Transformer."""
-    spec = dict(model.zoo_spec[1])
-    step = make_train_step(
-        tx, num_heads=spec["num_heads"], causal=spec["causal"], batch_size=batch_size
-    )
-
-    @partial(jax.jit, donate_argnums=(0, 1), static_argnums=3)
-    def run(params, opt_state, first, count):
-        def body(carry, i):
-            params, opt_state = carry
-            params, opt_state, loss = step(params, opt_state, key, first + i, x, y)
-            return (params, opt_state), loss
-
-        (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), jnp.arange(count))
-        return params, opt_state, losses[-1]
-
-    key = jax.random.key(seed)
-    params = transformer_params(model)
-    opt_state = tx.init(params)
-    chunk = steps if fused else 1
-    params, opt_state, loss = run(params, opt_state, 0, chunk)  # compile
-    loss.block_until_ready()
-    start = time.perf_counter()
-    for first in range(chunk, chunk + steps, chunk):
-        params, opt_state, loss = run(params, opt_state, first, chunk)
-    loss.block_until_ready()
-    return steps / (time.perf_counter() - start)
+    return run_steps
 
 
-def _zoo_steps_per_second(model, x, y, *, tx, batch_size: int, steps: int) -> float:
-    """The zoo loop's fused step on the same model and data, for comparison."""
-    from zoo.training import TrainState, make_steps
+def main(steps: int = 100) -> None:
+    from bench import fmt_time, seconds_per_step, zoo_step_fn
 
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    train_chunk, _ = make_steps(graphdef, graphdef, tx, "classification", batch_size)
-    state = TrainState(params, rest, tx.init(params), jnp.asarray(0), jax.random.key(0))
-    state, loss = train_chunk(state, x, y, length=steps)  # compile
-    loss.block_until_ready()
-    start = time.perf_counter()
-    state, loss = train_chunk(state, x, y, length=steps)
-    loss.block_until_ready()
-    return steps / (time.perf_counter() - start)
+    for d_model, batch in ((64, 256), (256, 256)):
+        # Each contender gets a fresh run: the zoo donates its state buffers to the next step.
+        fresh = partial(transformer_run, batch, log_every=min(100, steps), d_model=d_model)
+        zoo = seconds_per_step(zoo_step_fn(fresh()), steps, 3)
+        plain = seconds_per_step(plain_jax_transformer_step_fn(fresh()), steps, 3)
+        print(
+            f"transformer (d_model {d_model}, 2 layers, length 12, batch {batch}): "
+            f"zoo {fmt_time(zoo)}/step ({1 / zoo:.1f} steps/s), plain jit {fmt_time(plain)}/step "
+            f"({1 / plain:.1f} steps/s), zoo vs plain {plain / zoo:.2f}x",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
-    from types import SimpleNamespace
-
-    from zoo.data import sequence
-    from zoo.registry import create_model
-
-    data = sequence(
-        SimpleNamespace(rule="reverse", vocab_size=16, length=12, n_train=8192, n_val=8, seed=0),
-        None,
-    )
-    kwargs = dict(vocab_size=16, d_model=64, num_heads=4, num_layers=2, max_len=12)
-    tx, batch, steps = optax.adam(1e-3), 256, 200
-    runs = {
-        "zoo loop (fused lax.scan)": _zoo_steps_per_second,
-        "hand-written, jit per step": baseline_steps_per_second,
-        "hand-written, fused": partial(baseline_steps_per_second, fused=True),
-    }
-    print(f"transformer {kwargs}, batch {batch}, adam, {jax.devices()[0].platform}")
-    for label, run in runs.items():
-        model = create_model("transformer", rngs=nnx.Rngs(0), **kwargs)
-        rate = run(model, data.x_train, data.y_train, tx=tx, batch_size=batch, steps=steps)
-        print(f"{label:>28}: {rate:8.1f} steps/s")
+    main(*map(int, sys.argv[1:]))

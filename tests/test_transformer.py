@@ -14,6 +14,7 @@ import pytest
 from flax import nnx
 
 import zoo
+from zoo import parallel
 from zoo.layers import scan_blocks
 from zoo.models.transformer import Attention, Block, Transformer
 from zoo.pretrained import from_pretrained, save_pretrained
@@ -229,7 +230,8 @@ def test_training_step_carries_the_dropout_state_and_eval_graphdef_is_determinis
     noisy.eval()
     eval_graphdef = nnx.graphdef(noisy)
     tx = optax.adam(1e-3)
-    train_chunk, evaluate = make_steps(graphdef, eval_graphdef, tx, "classification", 8)
+    mesh = parallel.make_mesh(1)
+    train_chunk, evaluate = make_steps(graphdef, eval_graphdef, tx, "classification", 8, mesh)
     x, y = tokens((32, 6)), tokens((32, 6), seed=1)
     state = TrainState(params, rest, tx.init(params), jnp.asarray(0), jax.random.key(0))
     state, _ = train_chunk(state, x, y, length=3)
