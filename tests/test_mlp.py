@@ -102,3 +102,25 @@ def test_default_mlp_config_trains_on_the_teacher_and_saves_a_loadable_model(tmp
         64,
         64,
     ]
+
+
+def test_teacher_data_takes_the_mlp_output_width_and_refuses_a_model_without_one():
+    from omegaconf import OmegaConf
+
+    from zoo.data import make_dataset
+
+    cfg = compose_config("train", ["model=mlp", "model.out_features=null", "model.widths=[5,3]"])
+    assert make_dataset(cfg.data, cfg.model).y_train.shape == (2048, 3)
+    headless = OmegaConf.create({"name": "custom", "in_features": 4})
+    with pytest.raises(ZooError, match="cannot tell model 'custom''s output width"):
+        make_dataset(cfg.data, headless)
+
+
+def test_hydra_instantiate_builds_an_mlp_that_saves_and_loads(tmp_path):
+    from hydra.utils import instantiate
+
+    model = instantiate(compose_config("train", ["model=mlp"]).model, rngs=nnx.Rngs(0))
+    assert isinstance(model, MLP) and zoo.model_spec(model)[1]["widths"] == (64, 64)
+    save_pretrained(model, tmp_path / "m")  # widths arrive as a ListConfig: still JSON-plain
+    x = jnp.ones((2, 4))
+    np.testing.assert_array_equal(from_pretrained(tmp_path / "m")(x), model(x))

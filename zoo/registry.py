@@ -9,7 +9,7 @@ import importlib.metadata
 import inspect
 import types
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from zoo.errors import ZooError
@@ -54,8 +54,11 @@ def register_model(name: str) -> Callable[[type], type]:
 
 
 def _freeze(value: Any) -> Any:
-    """Lists (e.g. layer widths) become tuples so the spec stays hashable."""
-    return tuple(map(_freeze, value)) if isinstance(value, list | tuple) else value
+    """Sequences (e.g. layer widths, also an OmegaConf ListConfig from `hydra.utils.instantiate`)
+    become tuples so the spec stays hashable and JSON-plain."""
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return tuple(map(_freeze, value))
+    return value
 
 
 def model_spec(model: Any) -> tuple[str, dict[str, Any]]:
