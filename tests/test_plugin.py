@@ -239,5 +239,7 @@ def test_the_plugin_registers_the_schemas_without_importing_jax():
     assert result.returncode == 0, result.stderr
     providers, schemas, heavy = result.stdout.strip().splitlines()
     assert providers == "['zoo']"
-    assert schemas == "['zoo_deep_nested_schema.yaml']"
+    assert schemas == (
+        "['zoo_deep_nested_schema.yaml', 'zoo_mlp_schema.yaml', 'zoo_transformer_schema.yaml']"
+    )
     assert heavy == "[]"
