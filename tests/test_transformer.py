@@ -234,7 +234,7 @@ def test_training_step_carries_the_dropout_state_and_eval_graphdef_is_determinis
     train_chunk, evaluate = make_steps(graphdef, eval_graphdef, tx, "classification", 8, mesh)
     x, y = tokens((32, 6)), tokens((32, 6), seed=1)
     state = TrainState(params, rest, tx.init(params), jnp.asarray(0), jax.random.key(0))
-    state, _ = train_chunk(state, x, y, length=3)
+    state = train_chunk(state, x, y, length=3)[0]
     count = nnx.to_flat_state(state.rest)  # only the dropout streams are non-Param state
     counts = {"/".join(map(str, p)): v[...] for p, v in count if p[-1] == "count"}
     np.testing.assert_array_equal(counts["blocks/dropout/rngs/count"], [6, 6, 6])
