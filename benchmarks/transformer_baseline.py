@@ -5,16 +5,11 @@ Baseline (a) of benchmarks/bench.py for `model=transformer data=sequence`: the s
 zoo run's model), data and on-device batch sampling, written as plain functions of a parameter
 dict with one `jax.jit` + optax step per call and no Flax in the step. Its forward is pinned
 equal to the model's by tests/test_transformer.py.
-
-    python benchmarks/transformer_baseline.py [steps]   # zoo loop vs this baseline, steps/s
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
-from functools import partial
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -22,32 +17,9 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from zoo.training import Run, prepare
+from zoo.training import Run
 
-ROOT = Path(__file__).resolve().parents[1]
 Params = dict[str, Any]
-
-
-def transformer_run(batch: int = 256, log_every: int = 100, **model: Any) -> Run:
-    """The zoo's own run for `model=transformer data=sequence` (model keys as overrides)."""
-    from hydra import compose, initialize_config_dir
-
-    from zoo.config import register_configs
-
-    register_configs()
-    overrides = [
-        "model=transformer",
-        "data=sequence",
-        # No evaluation inside the timed window: the baseline does not evaluate either.
-        "trainer.steps=1000000000",
-        "trainer.eval_every=1000000000",
-        f"trainer.batch_size={batch}",
-        f"trainer.log_every={log_every}",
-        *(f"model.{k}={v}" for k, v in model.items()),
-    ]
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
-    return prepare(cfg)
 
 
 def transformer_params(model: nnx.Module) -> Params:
@@ -121,23 +93,3 @@ def plain_jax_transformer_step_fn(run: Run) -> Callable[[int], None]:
         state[:] = [p, o, i]
 
     return run_steps
-
-
-def main(steps: int = 100) -> None:
-    from bench import fmt_time, seconds_per_step, zoo_step_fn
-
-    for d_model, batch in ((64, 256), (256, 256)):
-        # Each contender gets a fresh run: the zoo donates its state buffers to the next step.
-        fresh = partial(transformer_run, batch, log_every=min(100, steps), d_model=d_model)
-        zoo = seconds_per_step(zoo_step_fn(fresh()), steps, 3)
-        plain = seconds_per_step(plain_jax_transformer_step_fn(fresh()), steps, 3)
-        print(
-            f"transformer (d_model {d_model}, 2 layers, length 12, batch {batch}): "
-            f"zoo {fmt_time(zoo)}/step ({1 / zoo:.1f} steps/s), plain jit {fmt_time(plain)}/step "
-            f"({1 / plain:.1f} steps/s), zoo vs plain {plain / zoo:.2f}x",
-            flush=True,
-        )
-
-
-if __name__ == "__main__":
-    main(*map(int, sys.argv[1:]))
