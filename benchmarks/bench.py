@@ -26,7 +26,8 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
-from transformer_baseline import plain_jax_transformer_step_fn
+from transformer_baseline import forward as transformer_forward
+from transformer_baseline import transformer_params
 
 from zoo.training import Run, loss_and_metrics, prepare, run_chunks
 
@@ -85,13 +86,10 @@ def deep_nested_math(params: dict, x: jax.Array) -> jax.Array:
     return h
 
 
-def plain_jax_step_fn(run: Run) -> Callable[[int], None]:
-    """Baseline (a): one `jax.jit` + optax step per Python call, on plain arrays."""
-    model = run.model
-    params = {"w0": model.middle.inner.kernel[...], "b0": model.middle.inner.bias[...]}
-    if model.blocks is not None:
-        params |= {"w": model.blocks.inner.kernel[...], "b": model.blocks.inner.bias[...]}
-    tx, batch = run.tx, run.batch_size
+def plain_jax_step_fn(run: Run, params: dict, forward: Callable) -> Callable[[int], None]:
+    """Baseline (a): one `jax.jit` + optax step per Python call, on a plain parameter dict and a
+    hand-written `forward(params, x)`."""
+    tx, batch, task = run.tx, run.batch_size, run.data.task
     x, y = run.data.x_train, run.data.y_train
     key = jax.random.key(0)
 
@@ -99,7 +97,7 @@ def plain_jax_step_fn(run: Run) -> Callable[[int], None]:
     def step(params, opt_state, i, x, y):
         idx = jax.random.randint(jax.random.fold_in(key, i), (batch,), 0, x.shape[0])
         loss, grads = jax.value_and_grad(
-            lambda p: jnp.mean((deep_nested_math(p, x[idx]) - y[idx]) ** 2)
+            lambda p: loss_and_metrics(task, forward(p, x[idx]), y[idx])[0]
         )(params)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, i + 1, loss
@@ -114,6 +112,20 @@ def plain_jax_step_fn(run: Run) -> Callable[[int], None]:
         state[:] = [p, o, i]
 
     return run_steps
+
+
+def deep_nested_baseline(run: Run) -> Callable[[int], None]:
+    model = run.model
+    params = {"w0": model.middle.inner.kernel[...], "b0": model.middle.inner.bias[...]}
+    if model.blocks is not None:
+        params |= {"w": model.blocks.inner.kernel[...], "b": model.blocks.inner.bias[...]}
+    return plain_jax_step_fn(run, params, deep_nested_math)
+
+
+def transformer_baseline(run: Run) -> Callable[[int], None]:
+    spec = dict(run.model.zoo_spec[1])
+    math = partial(transformer_forward, num_heads=spec["num_heads"], causal=spec["causal"])
+    return plain_jax_step_fn(run, transformer_params(run.model), math)
 
 
 def nnx_tutorial_step_fn(run: Run) -> Callable[[int], None]:
@@ -172,7 +184,7 @@ def speed_cases() -> list[tuple[str, int, Callable[..., Run], Callable[[Run], Ca
             f"{name} (hidden {h}, depth {d}, batch {b})",
             steps,
             partial(deep_nested_run, h, d, b),
-            plain_jax_step_fn,
+            deep_nested_baseline,
         )
         for (name, (h, d, b)), steps in zip(SIZES.items(), (2000, 200, 10), strict=True)
     ]
@@ -181,7 +193,7 @@ def speed_cases() -> list[tuple[str, int, Callable[..., Run], Callable[[Run], Ca
             f"transformer (d_model {d}, 2 layers, length 12, batch 256)",
             steps,
             partial(transformer_run, d, 256),
-            plain_jax_transformer_step_fn,
+            transformer_baseline,
         )
         for d, steps in ((64, 100), (128, 40))
     ]
@@ -407,6 +419,25 @@ def main() -> None:
             text += "\n" + notes.read_text()
         Path(args.out).write_text(text)
         print(f"wrote {args.out}")
+        update_readme(lines)
+
+
+def update_readme(lines: list[str]) -> None:
+    """Put the train-steps and targets tables of `lines` between README's bench markers."""
+    readme = ROOT / "README.md"
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    text = readme.read_text()
+    if start not in text or end not in text:
+        return
+
+    def table(title: str) -> list[str]:
+        rows = lines[lines.index(title) + 2 :]
+        return rows[: rows.index("")] if "" in rows else rows
+
+    body = "\n".join([start, *table("## Train steps"), "", *table("## Targets"), end])
+    head, rest = text.split(start, 1)
+    readme.write_text(head + body + rest.split(end, 1)[1])
+    print(f"updated the tables in {readme}")
 
 
 if __name__ == "__main__":
