@@ -168,13 +168,21 @@ def zoo_step_fn(run: Run) -> Callable[[int], None]:
 
 
 def seconds_per_step(run_steps: Callable[[int], None], steps: int, repeats: int) -> float:
-    run_steps(steps)  # warm-up: compile and fill caches
-    times = []
+    return side_by_side([run_steps], steps, repeats)[0]
+
+
+def side_by_side(contenders: list[Callable[[int], None]], steps: int, repeats: int) -> list[float]:
+    """Median seconds per step of each contender, timed in turn within every repeat so that a
+    slow spell of a shared machine falls on all of them alike."""
+    for run_steps in contenders:
+        run_steps(steps)  # warm-up: compile and fill caches
+    times: list[list[float]] = [[] for _ in contenders]
     for _ in range(repeats):
-        start = time.perf_counter()
-        run_steps(steps)
-        times.append((time.perf_counter() - start) / steps)
-    return statistics.median(times)
+        for run_steps, own in zip(contenders, times, strict=True):
+            start = time.perf_counter()
+            run_steps(steps)
+            own.append((time.perf_counter() - start) / steps)
+    return [statistics.median(own) for own in times]
 
 
 def speed_cases() -> list[tuple[str, int, Callable[..., Run], Callable[[Run], Callable]]]:
@@ -186,7 +194,7 @@ def speed_cases() -> list[tuple[str, int, Callable[..., Run], Callable[[Run], Ca
             partial(deep_nested_run, h, d, b),
             deep_nested_baseline,
         )
-        for (name, (h, d, b)), steps in zip(SIZES.items(), (2000, 200, 10), strict=True)
+        for (name, (h, d, b)), steps in zip(SIZES.items(), (2000, 200, 20), strict=True)
     ]
     cases += [
         (
@@ -207,9 +215,11 @@ def steps_per_second(args) -> list[tuple[str, float, float, float]]:
         # Each contender gets a fresh run: the zoo donates its state buffers to the next step.
         # Fused chunks of LOG_EVERY, or the whole measurement when it is shorter.
         fresh = partial(make_run, log_every=min(LOG_EVERY, steps))
-        zoo = seconds_per_step(zoo_step_fn(fresh()), steps, args.repeats)
-        plain = seconds_per_step(plain_fn(fresh()), steps, args.repeats)
-        tutorial = seconds_per_step(nnx_tutorial_step_fn(fresh()), steps, args.repeats)
+        zoo, plain, tutorial = side_by_side(
+            [zoo_step_fn(fresh()), plain_fn(fresh()), nnx_tutorial_step_fn(fresh())],
+            steps,
+            args.repeats,
+        )
         rows.append((label, zoo, plain, tutorial))
         print(
             f"  {label}: zoo {fmt_time(zoo)}/step, (a) {fmt_time(plain)}, (b) {fmt_time(tutorial)}",
@@ -219,15 +229,22 @@ def steps_per_second(args) -> list[tuple[str, float, float, float]]:
 
 
 def compile_scaling(args) -> list[tuple[int, float, float]]:
-    """Compile time and step time of the zoo's fused step at hidden 64 by depth."""
+    """Compile time (trace, lower and compile; median of 3, depths in turn) and step time of
+    the zoo's fused step at hidden 64 by depth."""
+    depths = (2, 16, 64, 256)
+    compiles: dict[int, list[float]] = {depth: [] for depth in depths}
+    for _ in range(3):
+        for depth in depths:
+            run = deep_nested_run(64, depth, 256)  # a new jitted step: nothing cached
+            start = time.perf_counter()
+            run.train_chunk.lower(
+                run.state, run.data.x_train, run.data.y_train, length=run.log_every
+            ).compile()
+            compiles[depth].append(time.perf_counter() - start)
     rows = []
-    for depth in (2, 16, 64, 256):
+    for depth in depths:
         run = deep_nested_run(64, depth, 256)
-        start = time.perf_counter()
-        run.train_chunk.lower(
-            run.state, run.data.x_train, run.data.y_train, length=run.log_every
-        ).compile()
-        compile_s = time.perf_counter() - start
+        compile_s = statistics.median(compiles[depth])
         step_s = seconds_per_step(
             zoo_step_fn(run), run.log_every * (1 if args.quick else 2), args.repeats
         )
