@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import io
 import logging
 import os
@@ -75,22 +76,27 @@ def run_hydra_app(hydra_main: Callable[[], Any]) -> None:
     """Run a `@hydra.main` function, turning a composition error (bad override, unknown key or
     option) into one line on stderr with exit status 2. HYDRA_FULL_ERROR=1 shows all of it."""
     use_compilation_cache()
-    if _full_errors():
-        hydra_main()
-        return
-    _held.append((sys.stderr, io.StringIO()))
-    sys.stderr = _held[-1][1]
     try:
-        hydra_main()
-    except SystemExit as exit_:
-        held = _release_stderr()
-        if exit_.code not in (0, None) and held:
-            print(f"error: {one_line(held)}", file=sys.stderr)
-            sys.exit(2)
-        sys.stderr.write(held)
-        raise
+        if _full_errors():
+            hydra_main()
+            return
+        _held.append((sys.stderr, io.StringIO()))
+        sys.stderr = _held[-1][1]
+        try:
+            hydra_main()
+        except SystemExit as exit_:
+            held = _release_stderr()
+            if exit_.code not in (0, None) and held:
+                print(f"error: {one_line(held)}", file=sys.stderr)
+                sys.exit(2)
+            sys.stderr.write(held)
+            raise
+        finally:
+            sys.stderr.write(_release_stderr())
     finally:
-        sys.stderr.write(_release_stderr())
+        # The app is done: spare the interpreter's exit its garbage-collector passes over the
+        # whole heap (JAX, orbax, matplotlib), about 0.4 s of every run. Files are closed already.
+        gc.freeze()
 
 
 def report_user_errors(main: Callable[..., Any]) -> Callable[..., Any]:
