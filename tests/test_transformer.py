@@ -36,7 +36,7 @@ def small(num_layers=3, seed=0, **kwargs) -> Transformer:
 
 
 def params_dict(module: nnx.Module) -> dict:
-    return nnx.state(module, nnx.Param).to_pure_dict()
+    return nnx.to_pure_dict(nnx.state(module, nnx.Param))
 
 
 # --- plain-JAX references, written from the definitions, sharing no code with zoo -------------
