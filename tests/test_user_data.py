@@ -201,3 +201,26 @@ def test_npz_without_a_path_names_the_key(tmp_path):
     result = run_script("train.py", "data=npz", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: data.path=None is invalid")
+
+
+def test_eval_of_a_run_finds_a_relative_data_path_from_anywhere(regression_npz, tmp_path):
+    launch, elsewhere = tmp_path / "launch", tmp_path / "elsewhere"
+    launch.mkdir()
+    elsewhere.mkdir()
+    (launch / "reg.npz").write_bytes(regression_npz.read_bytes())
+    run_dir = tmp_path / "run"
+    trained = run_script(
+        "train.py",
+        "data=npz",
+        "data.path=reg.npz",
+        "trainer.steps=100",
+        f"hydra.run.dir={run_dir}",
+        cwd=launch,
+    )
+    assert trained.returncode == 0, trained.stderr
+    logged = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])["val_loss"]
+    result = run_script("eval.py", f"run_dir={run_dir}", cwd=elsewhere)
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout.split("val_loss = ")[1].split()[0]) == pytest.approx(
+        logged, rel=1e-5
+    )

@@ -78,6 +78,9 @@ def evaluate_run(run_dir: str | Path) -> dict[str, float]:
     except (OSError, OmegaConfBaseException, ValueError) as err:
         raise ZooError(f"{config_path}: unreadable config ({err})") from None
     validate(cfg)
+    data_path = OmegaConf.select(cfg, "data.path")
+    if data_path and not Path(data_path).is_absolute() and (launch := launch_dir(run_dir)):
+        cfg.data.path = str(launch / data_path)  # relative to where training was started
     model = from_pretrained(run_dir / "model")
     model.eval()
     data = make_dataset(cfg.data, cfg.model)
@@ -88,6 +91,14 @@ def evaluate_run(run_dir: str | Path) -> dict[str, float]:
         note = f"  (logged at the end of training: {logged[key]:.6g})" if key in logged else ""
         print(f"{key} = {value:.6g}{note}")
     return result
+
+
+def launch_dir(run_dir: Path) -> Path | None:
+    """The directory a run was started from, as Hydra recorded it, if it did."""
+    try:
+        return Path(OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra.runtime.cwd)
+    except (OSError, OmegaConfBaseException, ValueError, AttributeError):
+        return None
 
 
 def print_summary(cfg: DictConfig) -> None:
