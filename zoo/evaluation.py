@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from omegaconf.errors import OmegaConfBaseException
 from zoo.config import validate
 from zoo.data import make_dataset
 from zoo.errors import ZooError
+from zoo.metrics import read_metrics
 from zoo.models.deep_nested import deep_nested_forward
 from zoo.training import build_model, loss_and_metrics, model_kwargs
 
@@ -123,19 +123,10 @@ def print_summary(cfg: DictConfig) -> None:
 
 
 def last_logged(path: Path) -> dict[str, Any]:
-    """The last record of a metrics.jsonl that has a val_loss, or {} if there is none."""
-    if not path.exists():
-        return {}
-    last: dict[str, Any] = {}
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if (
-            isinstance(record, dict)
-            and isinstance(record.get("val_loss"), float)
-            and math.isfinite(record["val_loss"])
-        ):
-            last = record
-    return last
+    """The last record of a metrics.jsonl with a finite val_loss, or {} if there is none."""
+    evaluated = [
+        r
+        for r in read_metrics(path)
+        if isinstance(r.get("val_loss"), float) and math.isfinite(r["val_loss"])
+    ]
+    return evaluated[-1] if evaluated else {}

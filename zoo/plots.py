@@ -9,7 +9,6 @@ A sweep (-m) ends with `sweep.png` in its directory (zoo.sweep.SweepSummary call
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Iterable, Sequence
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError
+from zoo.metrics import read_metrics
 
 Records = Sequence[dict[str, float]]
 
@@ -79,19 +79,6 @@ def plot_losses(records: Records, path: str | Path, title: str = "") -> Path:
         acc.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
         acc.grid(True, alpha=0.3)
     return _save(fig, Path(path))
-
-
-def read_metrics(path: str | Path) -> list[dict[str, float]]:
-    """The records of a metrics.jsonl; lines that are not JSON objects are skipped."""
-    records = []
-    for line in Path(path).read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and "step" in record:
-            records.append(record)
-    return records
 
 
 def _job_label(job_dir: Path) -> str:

@@ -90,7 +90,8 @@ class Reporter:
         for writer in self.writers:
             writer.close()
         if exc_type is None and self.run_dir and (self.run_dir / "metrics.jsonl").exists():
-            from zoo.plots import plot_losses, read_metrics
+            from zoo.metrics import read_metrics
+            from zoo.plots import plot_losses
 
             records = read_metrics(self.run_dir / "metrics.jsonl")
             if records:

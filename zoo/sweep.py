@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import re
 import tempfile
@@ -22,26 +21,14 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from zoo.metrics import read_metrics
+
 SUMMARY = "summary.csv"
 
 
 def _natural(path: Path) -> list[Any]:
     """Sort key that puts job 10 after job 9."""
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.as_posix())]
-
-
-def _last_record(metrics: Path) -> dict[str, Any]:
-    """The last complete JSON line of a metrics file; empty when there is none."""
-    if not metrics.is_file():
-        return {}
-    for line in reversed(metrics.read_text().splitlines()):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a job that died while writing
-        if isinstance(record, dict):
-            return record
-    return {}
 
 
 def collect(sweep_dir: Path) -> list[dict[str, Any]]:
@@ -53,7 +40,7 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
         for override in OmegaConf.to_container(OmegaConf.load(overrides_file)) or []:
             key, _, value = str(override).partition("=")
             row[key] = value
-        row |= _last_record(job_dir / "metrics.jsonl")
+        row |= (read_metrics(job_dir / "metrics.jsonl") or [{}])[-1]
         rows.append(row)
     return rows
 
