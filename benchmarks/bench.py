@@ -29,7 +29,9 @@ from flax import nnx
 from transformer_baseline import forward as transformer_forward
 from transformer_baseline import transformer_params
 
-from zoo.training import Run, loss_and_metrics, prepare, run_chunks
+from zoo.build import Run, build_run
+from zoo.loop import run_chunks
+from zoo.losses import loss_and_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {  # name: (hidden, depth, batch)
@@ -51,7 +53,7 @@ def zoo_run(*overrides: str) -> Run:
     timing = ["trainer.steps=1000000000", "trainer.eval_every=1000000000"]
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[*timing, *overrides])
-    return prepare(cfg)
+    return build_run(cfg)
 
 
 def deep_nested_run(hidden: int, depth: int, batch: int, log_every: int = LOG_EVERY) -> Run:
@@ -155,10 +157,14 @@ def nnx_tutorial_step_fn(run: Run) -> Callable[[int], None]:
 def zoo_step_fn(run: Run) -> Callable[[int], None]:
     """The zoo: the loop `train.py` runs (fused chunks, one host read per log point)."""
 
+    state = run.state
+
     def run_steps(steps: int) -> None:
-        start = int(run.state.step)
+        nonlocal state
+        start = int(state.step)
         points = list(range(start + run.log_every, start + steps + 1, run.log_every))
-        for _ in run_chunks(run, points):
+        chunks = run_chunks(run, state, points)
+        for state, _ in chunks:  # noqa: B007  (the state after the last one is kept)
             pass
 
     return run_steps

@@ -37,7 +37,7 @@ def install(tmp_path, monkeypatch):
     site.mkdir()
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))
-    monkeypatch.setattr(registry, "_loaded", False)
+    monkeypatch.setattr(registry, "_tried", set())
     modules = []
 
     def install(package: str, module: str, source: str, value: str | None = None) -> None:

@@ -18,9 +18,11 @@ import pytest
 from conftest import ROOT, compose_config, run_script
 from safetensors.numpy import load_file
 
+from zoo.build import build_run
 from zoo.checkpoint import PARTIAL_MARK, Checkpoints, keep_metrics_until
 from zoo.errors import ZooError
-from zoo.training import prepare, stop_if_not_finite, train
+from zoo.loop import stop_if_not_finite
+from zoo.training import train
 
 # Many small dispatches and checkpoints, so that a signal can land at every kind of moment.
 SIGNAL_RUN = [
@@ -67,7 +69,7 @@ def restore_latest(run_dir: Path, *overrides: str):
     """The latest checkpoint of `run_dir`, restored the way a resume does."""
     cfg = compose_config("train", list(overrides))
     with Checkpoints(run_dir / "checkpoints", 3, cfg) as ckpts:
-        return ckpts.restore(prepare(cfg).state)
+        return ckpts.restore(build_run(cfg).state)
 
 
 @pytest.fixture(scope="module")

@@ -42,12 +42,12 @@ def test_forward_is_linear_activation_per_width_then_the_head(activation):
     for layer in model.layers:
         h = act(h @ layer.kernel[...] + layer.bias[...])
     np.testing.assert_allclose(model(x), h @ model.head.kernel[...] + model.head.bias[...], 1e-6)
-    headless = MLP(3, [5, 7], activation=activation, rngs=nnx.Rngs(1))
+    headless = MLP(3, [5, 7], activation=activation, out_features=None, rngs=nnx.Rngs(1))
     np.testing.assert_allclose(headless(x), h, rtol=1e-6)  # same draws for the shared layers
 
 
 def test_dropout_in_train_mode_only():
-    model = MLP(3, [256], activation="identity", dropout=0.5, rngs=nnx.Rngs(2))
+    model = MLP(3, [256], activation="identity", dropout=0.5, out_features=None, rngs=nnx.Rngs(2))
     x = jnp.ones((1, 3))
     model.eval()
     clean = model(x)
@@ -66,7 +66,7 @@ def test_dropout_in_train_mode_only():
         ({"widths": []}, "widths"),
         ({"widths": [4, 0]}, "widths"),
         ({"dropout": -0.1}, "dropout"),
-        ({"activation": "swish"}, "unknown activation 'swish'"),
+        ({"activation": "swish"}, "model.activation='swish' is invalid: must be one of relu"),
     ],
 )
 def test_bad_arguments_raise_value_errors(kwargs, match):

@@ -43,7 +43,7 @@ import jax, jax.numpy as jnp, optax
 from flax import nnx
 from zoo import parallel
 from zoo.models.deep_nested import OuterModule
-from zoo.training import TrainState, make_steps
+from zoo.loop import TrainState, make_steps
 
 mesh = parallel.make_mesh("auto")
 graphdef, params, rest = nnx.split(OuterModule(4, 8, rngs=nnx.Rngs(0)), nnx.Param, ...)
@@ -120,8 +120,14 @@ def test_more_devices_than_the_process_has_is_refused():
     [
         ("trainer.devices=0", "trainer.devices='0' is invalid: must be auto or an integer >= 1"),
         ("trainer.devices=many", "trainer.devices='many' is invalid"),
-        ("trainer.num_processes=0", "trainer.num_processes=0 is invalid: must be null or >= 1"),
-        ("trainer.process_id=-1", "trainer.process_id=-1 is invalid: must be null or >= 0"),
+        (
+            "trainer.num_processes=0",
+            "trainer.num_processes=0 is invalid: must be null or an integer >= 1",
+        ),
+        (
+            "trainer.process_id=-1",
+            "trainer.process_id=-1 is invalid: must be null or an integer >= 0",
+        ),
         ("trainer.coordinator_address=host", "trainer.coordinator_address='host' is invalid"),
     ],
 )

@@ -164,8 +164,8 @@ def edit_config(directory, change):
         ),
         (lambda c: c["kwargs"].update(_partial_=True), r"argument _partial_=True is not allowed"),
         (lambda c: c.update(loader="zoo_canary.boom"), r"unexpected keys \['loader'\]"),
-        (lambda c: c["kwargs"].update(activation="zoo_canary.boom"), r"unknown activation"),
-        (lambda c: c["kwargs"].update(hidden=10**9), r"model wants float32\[4, 1000000000\]"),
+        (lambda c: c["kwargs"].update(activation="zoo_canary.boom"), r"activation='zoo_canary"),
+        (lambda c: c["kwargs"].update(hidden=10**9), r"hidden=1000000000 is invalid"),
         (lambda c: c.update(format_version=2), r"format_version=2, this zoo reads 1"),
     ],
 )

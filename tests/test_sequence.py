@@ -12,10 +12,12 @@ import pytest
 from conftest import compose_config, run_script
 from omegaconf import OmegaConf
 
+from zoo.build import fit_to_data, model_kwargs
 from zoo.config import validate
 from zoo.data import make_dataset
 from zoo.errors import ZooError
-from zoo.training import fit_to_data, loss_and_metrics, model_kwargs, train
+from zoo.losses import loss_and_metrics
+from zoo.training import train
 
 
 def sequence_data(*overrides):

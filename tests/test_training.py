@@ -11,7 +11,8 @@ from flax import nnx
 
 import zoo
 from zoo.data import make_dataset
-from zoo.training import log_points, train
+from zoo.loop import log_points
+from zoo.training import train
 
 
 def read_metrics(run_dir):

@@ -16,9 +16,9 @@ from flax import nnx
 import zoo
 from zoo import parallel
 from zoo.layers import scan_blocks
+from zoo.loop import TrainState, make_steps
 from zoo.models.transformer import Attention, Block, Transformer
 from zoo.pretrained import from_pretrained, save_pretrained
-from zoo.training import TrainState, make_steps
 
 ATOL = 2e-5
 # One small size everywhere, so the tests share compiled computations.

@@ -200,7 +200,7 @@ def test_bad_file_from_the_command_line_is_one_line_and_exit_2(tmp_path):
 def test_npz_without_a_path_names_the_key(tmp_path):
     result = run_script("train.py", "data=npz", cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr.strip().startswith("error: data.path=None is invalid")
+    assert result.stderr.strip() == "error: data.path is required: set data.path=<a string>"
 
 
 def test_eval_of_a_run_finds_a_relative_data_path_from_anywhere(regression_npz, tmp_path):

@@ -19,21 +19,33 @@ _EXPORTS = {
     "deep_nested_forward": "zoo.models.deep_nested",
     "save_pretrained": "zoo.pretrained",
     "from_pretrained": "zoo.pretrained",
+    "train": "zoo.api",
+    "compose": "zoo.api",
+    "setting": "zoo.declarations",
+    "declare": "zoo.declarations",
+    "model_settings": "zoo.registry",
 }
 
 __all__ = [
     "ZooError",
+    "compose",
     "create_model",
+    "declare",
     "deep_nested_forward",
     "from_pretrained",
     "get_model_class",
     "list_models",
+    "model_settings",
     "model_spec",
     "register_model",
     "save_pretrained",
+    "setting",
+    "train",
 ]
 
 if TYPE_CHECKING:
+    from zoo.api import compose, train
+    from zoo.declarations import declare, setting
     from zoo.errors import ZooError
     from zoo.models.deep_nested import deep_nested_forward
     from zoo.pretrained import from_pretrained, save_pretrained
@@ -41,6 +53,7 @@ if TYPE_CHECKING:
         create_model,
         get_model_class,
         list_models,
+        model_settings,
         model_spec,
         register_model,
     )

@@ -9,13 +9,11 @@ complete, so a step directory without that mark is a whole checkpoint.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
 import signal
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,8 @@ import orbax.checkpoint as ocp
 from omegaconf import DictConfig, OmegaConf
 
 from zoo.errors import ZooError
+from zoo.files import write_atomically
+from zoo.metrics import parse_records
 
 log = logging.getLogger(__name__)
 
@@ -248,35 +248,16 @@ def keep_metrics_until(path: Path, step: int) -> dict[str, float]:
     if unfinished:
         log.warning("%s: dropping a last line cut short: %r", path, unfinished[:60])
     kept, last = [], {}
-    for number, line in enumerate(lines, 1):
-        if not line:
-            continue
-        try:
-            record = json.loads(line)
-            record_step = record["step"]
-        except (json.JSONDecodeError, TypeError, KeyError):
-            raise ZooError(f"{path}:{number}: not a metrics record: {line[:60]!r}") from None
-        if record_step <= step:
+    for line, record in zip(lines, parse_records(lines, path, strict=True), strict=True):
+        if record is not None and record["step"] <= step:
             kept.append(line + "\n")
             last = record
     write_atomically(path, "".join(kept))
     return last
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Replace `path` with `text`: a reader sees the old file or the new, whole."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as file:
-            file.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def starting_state(
-    ckpts: Checkpoints, state: Any, *, resume: bool, metrics_path: Path | None
+    ckpts: Checkpoints, state: Any, resume: bool, metrics_path: Path | None
 ) -> tuple[Any, dict[str, float]]:
     """The state a run starts from and its last metrics record: the latest checkpoint's when
     resuming (with metrics.jsonl cut back to it), else `state` with an empty metrics.jsonl.

@@ -1,4 +1,5 @@
-"""What the entry points share: one line and a non-zero exit for a user's mistake."""
+"""The command-line apps `zoo-train` and `zoo-eval` (also `python train.py`, `python eval.py` in
+a checkout), and what they share: one line and a non-zero exit for a user's mistake."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import gc
 import io
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -39,6 +41,11 @@ def one_line(hydra_message: str) -> str:
     zoo_errors = [line for line in hydra_message.splitlines() if line.startswith("error: ")]
     if zoo_errors:  # a job in another process (e.g. a submitit launcher) failed on a bad value
         return zoo_errors[-1].removeprefix("error: ")
+    refused = re.search(r"Could not override '([\w.]+)'.*?not in '(\w+)'", hydra_message, re.S)
+    if refused and "Key '" in hydra_message:  # a key no schema declares
+        from zoo.config import unknown_key
+
+        return unknown_key(*refused.groups())
     parts, options = [], []
     in_options = False
     for raw in hydra_message.splitlines():
@@ -121,3 +128,65 @@ def report_user_errors(main: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(stop.exit_code)
 
     return wrapper
+
+
+# --- the apps ----------------------------------------------------------------------------------
+
+
+def _hydra_app(config_name: str, task: Callable[[Any], Any]) -> Callable[[], Any]:
+    import hydra
+
+    from zoo.config import config_dir
+
+    directory = config_dir()
+    if directory is None:
+        print("error: the zoo's configs are missing from this installation", file=sys.stderr)
+        sys.exit(2)
+    return hydra.main(config_path=str(directory), config_name=config_name, version_base="1.3")(
+        report_user_errors(task)
+    )
+
+
+def _train_task(cfg: Any) -> float:
+    from hydra.core.hydra_config import HydraConfig
+
+    from zoo.config import validate
+
+    validate(cfg, "train")
+    from zoo.training import train
+
+    metrics = train(cfg, HydraConfig.get().runtime.output_dir)
+    return metrics.get("val_loss", metrics.get("train_loss", float("nan")))
+
+
+def _eval_task(cfg: Any) -> None:
+    from zoo.config import validate
+
+    validate(cfg, "eval")
+    from zoo.evaluation import compare_with_reference, evaluate_run, print_summary
+
+    if cfg.mode == "summary":
+        print_summary(cfg)
+    elif cfg.run_dir is not None:
+        evaluate_run(cfg.run_dir)
+    elif not compare_with_reference(cfg):
+        sys.exit(1)
+
+
+def train_main() -> None:
+    """`zoo-train [overrides]`: train a model (`python train.py` in a checkout)."""
+    from zoo.config import register_configs
+
+    use_compilation_cache()
+    register_configs()
+    run_hydra_app(_hydra_app("train", _train_task))
+
+
+def eval_main() -> None:
+    """`zoo-eval [overrides]`: a model beside the seed's function, a run's validation loss
+    (`run_dir=`) or a parameter table (`mode=summary`); `python eval.py` in a checkout."""
+    from zoo.config import register_configs
+
+    use_compilation_cache()
+    register_configs()
+    run_hydra_app(_hydra_app("eval", _eval_task))

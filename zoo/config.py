@@ -1,325 +1,301 @@
-"""Typed config schemas (Hydra structured configs) and the value checks run before any JAX work.
+"""The apps' settings (train and eval), the Hydra schemas derived from every declaration, and
+the checks run on a composed config before any JAX work: unknown keys, then values.
 
 Kept free of JAX imports: the Hydra plugin imports this module at every Hydra app's start.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import difflib
+from dataclasses import dataclass, field, make_dataclass
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
+from zoo import declarations as decl
+from zoo.declarations import declare, setting
 from zoo.errors import ZooError
 
 MODEL_TARGET = "zoo.create_model"
-TASKS = ("auto", "regression", "classification")
+GROUPS = ("model", "data", "optim")  # one option each, chosen by `<group>=<name>`
 EVAL_MODES = ("compare", "summary")
 
 
-@dataclass
-class DeepNestedConfig:
-    _target_: str = MODEL_TARGET
-    name: str = "deep_nested"
-    in_features: int = 4
-    hidden: int = 8
-    depth: int = 1
-    activation: str = "relu"
-    out_features: int | None = None
+@declare("app", "trainer")
+@dataclass(frozen=True)
+class TrainerSettings:
+    """How long and how a run trains, checkpoints and spreads over devices."""
+
+    steps: int = setting(2000, "optimizer updates", ge=0, le=10**10)
+    batch_size: int = setting(256, "examples per update", ge=1, le=1 << 24)
+    eval_every: int = setting(500, "steps between validations", ge=1)
+    log_every: int = setting(100, "steps fused into one dispatch between log points", ge=1)
+    ckpt_every: int = setting(500, "steps between checkpoints", ge=1)
+    keep_checkpoints: int = setting(3, "newest checkpoints kept", ge=1, le=1000)
+    resume: bool = setting(False, "continue the run in this directory from its latest checkpoint")
+    ckpt_dir: str | None = setting(
+        None, "null: <run dir>/checkpoints; several processes need one they share"
+    )
+    devices: str = setting("auto", "data parallel over auto (all) or this many local devices")
+    distributed: bool | None = setting(
+        None, "join a multi-host run; null: when srun/mpirun launched several tasks"
+    )
+    coordinator_address: str | None = setting(None, "process 0's host:port (outside SLURM/MPI)")
+    num_processes: int | None = setting(None, "processes in the run (outside SLURM/MPI)", ge=1)
+    process_id: int | None = setting(None, "this process's index (outside SLURM/MPI)", ge=0)
+
+    def __post_init__(self) -> None:
+        devices = self.devices
+        if devices != "auto" and not (devices.isdigit() and 1 <= int(devices) <= 1 << 16):
+            raise decl.SettingError(
+                f"trainer.devices={devices!r} is invalid: must be auto or an integer >= 1"
+            )
+        address = self.coordinator_address
+        if address is not None and not address.rpartition(":")[2].isdigit():
+            raise decl.SettingError(
+                f"trainer.coordinator_address={address!r} is invalid: must be null or host:port"
+            )
 
 
-@dataclass
-class MLPConfig:
-    _target_: str = MODEL_TARGET
-    name: str = "mlp"
-    in_features: int = 4
-    widths: list[int] = field(default_factory=lambda: [64, 64])
-    activation: str = "relu"
-    dropout: float = 0.0
-    out_features: int | None = 1
+@declare("logger", "tensorboard")
+@dataclass(frozen=True)
+class TensorBoardSettings:
+    """TensorBoard event files of every logged metric (tensorboardX)."""
+
+    subdir: str = setting("tensorboard", "event files go to <run dir>/<subdir>/")
 
 
-@dataclass
-class TransformerConfig:
-    _target_: str = MODEL_TARGET
-    name: str = "transformer"
-    vocab_size: int = 16
-    d_model: int = 64
-    num_heads: int = 4
-    num_layers: int = 2
-    mlp_ratio: int = 4
-    max_len: int = 64
-    dropout: float = 0.0
-    causal: bool = False
-    out_features: int | None = None
+@declare("app", "train")
+@dataclass(frozen=True)
+class TrainSettings:
+    """python train.py: the top level of the train config."""
+
+    seed: int = setting(0, "initialises the model and draws the batches", ge=0)
 
 
-@dataclass
-class TeacherDataConfig:
-    name: str = "teacher"
-    in_features: int = 4
-    n_train: int = 2048
-    n_val: int = 512
-    noise: float = 0.01
-    seed: int = 1234
-    teacher_seed: int = 4321
-    teacher_depth: int = 1
-    teacher_activation: str = "relu"
+@declare("app", "eval")
+@dataclass(frozen=True)
+class EvalSettings:
+    """python eval.py: the top level of the eval config."""
+
+    seed: int = setting(0, "initialises the model", ge=0)
+    x: list[float] | None = setting(None, "the input; null: a normal draw from input_seed")
+    input_seed: int = setting(0, "draws the input when x is null", ge=0)
+    run_dir: str | None = setting(None, "a train run's directory: evaluate its model")
+    mode: str = setting(
+        "compare", "compare with the seed's function, or summary", choices=EVAL_MODES
+    )
 
 
-@dataclass
-class SplitDataConfig:
-    """Shared by datasets without a given validation split: hold out `val_fraction` of the rows,
-    chosen by a permutation from `seed`; standardize inputs with the train rows' statistics."""
-
-    name: str = MISSING
-    task: str = "auto"  # auto | regression | classification (auto: integer labels -> classes)
-    val_fraction: float = 0.2
-    seed: int = 0
-    standardize: bool = True
+# The top level of each app: its own settings, then these sections (each a group or a schema).
+APP_SECTIONS: dict[str, tuple[str, ...]] = {
+    "train": ("model", "data", "optim", "trainer", "logger"),
+    "eval": ("model", "data"),
+}
+NESTED = {"trainer": TrainerSettings}  # sections that are one fixed schema, not a group
 
 
-@dataclass
-class NpzDataConfig(SplitDataConfig):
-    name: str = "npz"
-    path: str | None = None
+def app_schema(app: str) -> type:
+    """The structured config of an app's top level (`zoo_train_schema`, `zoo_eval_schema`)."""
+    fields: list[tuple[str, Any, Any]] = []
+    for s in decl.settings_of(decl.declaration("app", app)):
+        default = list(s.default) if isinstance(s.default, list) else s.default
+        fields.append((s.name, decl.config_type(s.type), field(default=default)))
+    for section in APP_SECTIONS[app]:
+        if section in NESTED:
+            node = decl.schema("app", section, decl.settings_of(NESTED[section]))
+            fields.append((section, node, field(default_factory=node)))
+        else:
+            fields.append((section, Any, field(default=None)))
+    cls = make_dataclass(f"zoo_{app}_schema", fields)
+    cls.zoo_group, cls.zoo_name = "app", app
+    return cls
 
 
-@dataclass
-class CsvDataConfig(SplitDataConfig):
-    name: str = "csv"
-    path: str | None = None
-    target: str | None = None
+def config_dir() -> Path | None:
+    """Where the zoo's YAML files are: `zoo/_configs` in an installed wheel, or the top-level
+    `configs/` (their single source) in a source checkout installed in editable compat mode."""
+    root = Path(__file__).resolve().parents[1]  # site-packages, or the checkout
+    for candidate in (root / "zoo" / "_configs", root / "configs"):
+        if (candidate / "train.yaml").is_file():
+            return candidate
+    return None
 
 
-@dataclass
-class DigitsDataConfig(SplitDataConfig):
-    name: str = "digits"
-    task: str = "classification"
+def load_declarations() -> None:
+    """Import the zoo's own declarations of the model, data, optim groups (no JAX)."""
+    import zoo.data_settings  # noqa: F401  (each of these declares its group's options)
+    import zoo.models.deep_nested_settings  # noqa: F401
+    import zoo.models.mlp_settings  # noqa: F401
+    import zoo.models.transformer_settings  # noqa: F401
+    import zoo.optim_settings  # noqa: F401
 
 
-@dataclass
-class SequenceDataConfig:
-    name: str = "sequence"
-    rule: str = "reverse"
-    vocab_size: int = 16
-    length: int = 12
-    n_train: int = 8192
-    n_val: int = 1024
-    seed: int = 1234
+def group_settings(group: str, name: str) -> tuple[list[decl.Setting], type | None]:
+    """The settings of option `name` of `group` and its declaration (None for a model whose
+    settings come from its constructor). ZooError for a model a config cannot express."""
+    load_declarations()
+    declared = decl.declaration(group, name)
+    if declared is not None:
+        return decl.settings_of(declared), declared
+    if group == "model":
+        from zoo.registry import model_settings
 
-
-@dataclass
-class AdamConfig:
-    name: str = "adam"
-    lr: float = 1e-2
-    b1: float = 0.9
-    b2: float = 0.999
-    eps: float = 1e-8
-
-
-@dataclass
-class AdamWConfig(AdamConfig):
-    name: str = "adamw"
-    weight_decay: float = 1e-4
-
-
-@dataclass
-class SGDConfig:
-    name: str = "sgd"
-    lr: float = 1e-1
-    momentum: float = 0.0
-    nesterov: bool = False
-
-
-@dataclass
-class TensorBoardConfig:
-    name: str = "tensorboard"
-    subdir: str = "tensorboard"  # event files go to <run dir>/<subdir>/
-
-
-@dataclass
-class TrainerConfig:
-    steps: int = 2000
-    batch_size: int = 256
-    eval_every: int = 500
-    log_every: int = 100
-    ckpt_every: int = 500
-    keep_checkpoints: int = 3
-    resume: bool = False
-    # Where checkpoints go: null is <run dir>/checkpoints. Several processes need one they share.
-    ckpt_dir: str | None = None
-    # Data parallel over this many local devices per process: "auto" (all of them) or a number.
-    devices: str = "auto"
-    # Join a multi-host run with jax.distributed.initialize(): true, false, or null to join when
-    # launched by srun / mpirun with several tasks. The three below are read by JAX from
-    # SLURM / Open MPI when null; elsewhere set them (the coordinator is process 0's host:port).
-    distributed: bool | None = None
-    coordinator_address: str | None = None
-    num_processes: int | None = None
-    process_id: int | None = None
-
-
-@dataclass
-class TrainConfig:
-    seed: int = 0
-    model: Any = None
-    data: Any = None
-    optim: Any = None
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    logger: Any = None  # null, or a logger group choice such as logger=tensorboard
-
-
-@dataclass
-class EvalConfig:
-    seed: int = 0
-    model: Any = None
-    data: Any = None
-    x: list[float] | None = None
-    input_seed: int = 0
-    run_dir: str | None = None
-    mode: str = "compare"  # compare | summary
+        return model_settings(name), None
+    raise ZooError(f"{group}={name} is unknown")
 
 
 def register_configs() -> None:
-    """Put the schemas in Hydra's ConfigStore; the YAML files extend them by these names."""
+    """Put every declaration into Hydra's ConfigStore: the `<group>=<name>` options (no YAML
+    file needed) and the apps' schemas `zoo_train_schema`, `zoo_eval_schema`.
+
+    Third-party models (the `zoo.models` entry points of other packages) are imported here so
+    that their options exist; the zoo's own are known from their JAX-free declarations."""
+    from zoo.registry import configurable_models
+
+    load_declarations()
+
     cs = ConfigStore.instance()
-    cs.store(name="zoo_train_schema", node=TrainConfig)
-    cs.store(name="zoo_eval_schema", node=EvalConfig)
-    cs.store(group="model", name="zoo_deep_nested_schema", node=DeepNestedConfig)
-    cs.store(group="data", name="zoo_teacher_schema", node=TeacherDataConfig)
-    cs.store(group="data", name="zoo_npz_schema", node=NpzDataConfig)
-    cs.store(group="data", name="zoo_csv_schema", node=CsvDataConfig)
-    cs.store(group="data", name="zoo_digits_schema", node=DigitsDataConfig)
-    cs.store(group="model", name="zoo_mlp_schema", node=MLPConfig)
-    cs.store(group="model", name="zoo_transformer_schema", node=TransformerConfig)
-    cs.store(group="data", name="zoo_sequence_schema", node=SequenceDataConfig)
-    cs.store(group="optim", name="zoo_adam_schema", node=AdamConfig)
-    cs.store(group="optim", name="zoo_adamw_schema", node=AdamWConfig)
-    cs.store(group="optim", name="zoo_sgd_schema", node=SGDConfig)
-    cs.store(group="logger", name="zoo_tensorboard_schema", node=TensorBoardConfig)
+    for app in APP_SECTIONS:
+        cs.store(name=f"zoo_{app}_schema", node=app_schema(app))
+    for group in ("data", "optim"):
+        for name, cls in decl.declared(group).items():
+            node = decl.schema(group, name, decl.settings_of(cls), head={"name": name})
+            cs.store(group=group, name=name, node=node)
+    for name, settings in configurable_models().items():
+        head = {"_target_": MODEL_TARGET, "name": name}
+        cs.store(group="model", name=name, node=decl.schema("model", name, settings, head))
+    for name, cls in decl.declared("logger").items():
+        node = decl.schema("logger", name, decl.settings_of(cls))
+        cs.store(group="logger", name=name, node={name: node})
 
 
-def _int_at_least(low: int) -> tuple[Callable[[Any], bool], str]:
-    return (lambda v: isinstance(v, int) and v >= low), f"an integer >= {low}"
+def validate(cfg: DictConfig, app: str | None = None) -> None:
+    """Check a composed config before any JAX work: every key is one a declaration knows (else
+    ZooError naming it and the closest valid key), then every value is allowed. `app` (train or
+    eval) defaults to the app whose schema composed `cfg`, else train."""
+    app = app or getattr(OmegaConf.get_type(cfg), "zoo_name", "train")
+    for section in cfg:
+        if section not in _top_keys(app):
+            raise ZooError(_unknown(str(section), _top_keys(app)))
+    for s, value in _app_values(cfg, app):
+        _check(s, value, s.name)
+    for section in APP_SECTIONS[app]:
+        node = cfg.get(section)
+        if section in NESTED:
+            _check_node(node, section, decl.settings_of(NESTED[section]), NESTED[section])
+        elif section == "logger":
+            _check_loggers(node)
+        elif node is not None:
+            _check_group(node, section)
 
 
-def _null_or_int_at_least(low: int) -> tuple[Callable[[Any], bool], str]:
-    return (lambda v: v is None or (isinstance(v, int) and v >= low)), f"null or >= {low}"
+def _top_keys(app: str) -> list[str]:
+    settings = decl.settings_of(decl.declaration("app", app))
+    return [s.name for s in settings] + list(APP_SECTIONS[app])
 
 
-def _positive_finite(v: Any) -> bool:
-    return isinstance(v, int | float) and math.isfinite(v) and v > 0
+def _unknown(key: str, valid: list[str], prefix: str = "") -> str:
+    """`unknown key trainer.step; did you mean trainer.steps?`, or the valid keys if none is
+    close."""
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key {prefix}{key}; did you mean {prefix}{close[0]}?"
+    where = f" of {prefix[:-1]}" if prefix else ""
+    return f"unknown key {prefix}{key} (valid keys{where}: {', '.join(valid)})"
 
 
-def _devices(v: Any) -> bool:
-    return v == "auto" or (isinstance(v, str) and v.isdigit() and int(v) >= 1)
+def unknown_key(full_key: str, schema_name: str | None = None) -> str:
+    """The one line for a key Hydra refused to override: `unknown key ...; did you mean ...?`.
+    `schema_name` is the refusing node's schema (`model_mlp_schema`), which names its option."""
+    section, _, key = full_key.rpartition(".")
+    group, name = section.partition(".")[0], ""
+    if schema_name and schema_name.startswith(f"{group}_") and schema_name.endswith("_schema"):
+        name = schema_name.removeprefix(f"{group}_").removesuffix("_schema")
+    try:
+        if not section:
+            valid = _top_keys("train")
+        elif section in NESTED:
+            valid = [s.name for s in decl.settings_of(NESTED[section])]
+        elif section.startswith("logger."):
+            valid = [s.name for s in decl.settings_of(decl.declared("logger")[section[7:]])]
+        else:
+            valid = [s.name for s in group_settings(group, name)[0]]
+    except (ZooError, KeyError):
+        return f"unknown key {full_key}"
+    return _unknown(key, valid, f"{section}." if section else "")
 
 
-def _activation(v: Any) -> bool:
-    from zoo.layers import ACTIVATIONS
-
-    return v in ACTIVATIONS
-
-
-def _activation_names() -> str:
-    from zoo.layers import ACTIVATIONS
-
-    return "one of " + ", ".join(ACTIVATIONS)
+def _app_values(cfg: DictConfig, app: str) -> list[tuple[decl.Setting, Any]]:
+    settings = decl.settings_of(decl.declaration("app", app))
+    return [(s, _value(cfg, s.name, s.name)) for s in settings if s.name in cfg]
 
 
-def _sequence_rule(v: Any) -> bool:
-    from zoo.data import SEQUENCE_RULES
-
-    return v in SEQUENCE_RULES
-
-
-def _sequence_rule_names() -> str:
-    from zoo.data import SEQUENCE_RULES
-
-    return "one of " + ", ".join(SEQUENCE_RULES)
-
-
-def _dropout_rate(v: Any) -> bool:
-    return isinstance(v, int | float) and 0 <= v < 1
+def _value(node: DictConfig, key: str, full_key: str) -> Any:
+    """A resolved plain value, `decl.REQUIRED` where it is missing (`???`)."""
+    if OmegaConf.is_missing(node, key):
+        return decl.REQUIRED
+    try:
+        value = node[key]
+    except InterpolationResolutionError as err:  # e.g. data=teacher with a token model
+        raise ZooError(f"{full_key} cannot be resolved: {str(err).splitlines()[0]}") from None
+    if isinstance(value, DictConfig | ListConfig):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
 
 
-# key -> (check, what a valid value is). Keys absent from a config are skipped.
-RULES: dict[str, tuple[Callable[[Any], bool], str | Callable[[], str]]] = {
-    "seed": _int_at_least(0),
-    "input_seed": _int_at_least(0),
-    "mode": (lambda v: v in EVAL_MODES, "one of " + ", ".join(EVAL_MODES)),
-    "model.in_features": _int_at_least(1),
-    "model.hidden": _int_at_least(1),
-    "model.depth": _int_at_least(1),
-    "model.out_features": _null_or_int_at_least(1),
-    "model.activation": (_activation, _activation_names),
-    "data.in_features": _int_at_least(1),
-    "data.n_train": _int_at_least(1),
-    "data.n_val": _int_at_least(1),
-    "data.noise": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
-    "data.teacher_depth": _int_at_least(1),
-    "data.teacher_activation": (_activation, _activation_names),
-    "data.path": (lambda v: isinstance(v, str) and v != "", "a file's path, e.g. data.path=FILE"),
-    "data.target": (lambda v: isinstance(v, str) and v != "", "a column name, data.target=NAME"),
-    "data.task": (lambda v: v in TASKS, "one of " + ", ".join(TASKS)),
-    "data.val_fraction": (lambda v: 0 < v < 1, "in (0, 1)"),
-    "data.seed": _int_at_least(0),
-    "optim.lr": (_positive_finite, "a finite number > 0"),
-    "optim.b1": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "optim.b2": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "optim.eps": (_positive_finite, "a finite number > 0"),
-    "optim.weight_decay": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
-    "optim.momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "model.widths": (
-        lambda v: len(v) >= 1 and all(isinstance(w, int) and w >= 1 for w in v),
-        "a non-empty list of integers >= 1",
-    ),
-    "model.dropout": (_dropout_rate, "a number in [0, 1)"),
-    "model.vocab_size": _int_at_least(1),
-    "model.d_model": _int_at_least(1),
-    "model.num_heads": _int_at_least(1),
-    "model.num_layers": _int_at_least(1),
-    "model.mlp_ratio": _int_at_least(1),
-    "model.max_len": _int_at_least(1),
-    "data.rule": (_sequence_rule, _sequence_rule_names),
-    "data.vocab_size": _int_at_least(2),
-    "data.length": _int_at_least(1),
-    "trainer.steps": _int_at_least(0),
-    "trainer.batch_size": _int_at_least(1),
-    "trainer.eval_every": _int_at_least(1),
-    "trainer.log_every": _int_at_least(1),
-    "trainer.ckpt_every": _int_at_least(1),
-    "trainer.keep_checkpoints": _int_at_least(1),
-    "trainer.devices": (_devices, "auto or an integer >= 1"),
-    "trainer.num_processes": _null_or_int_at_least(1),
-    "trainer.process_id": _null_or_int_at_least(0),
-    "trainer.coordinator_address": (
-        lambda v: v is None or (isinstance(v, str) and v.rpartition(":")[2].isdigit()),
-        "null or host:port",
-    ),
-}
+def _check(s: decl.Setting, value: Any, key: str) -> None:
+    decl.check_values([s], {s.name: value}, key.rpartition(".")[0])
 
 
-def validate(cfg: DictConfig) -> None:
-    """Check every known value; raise ZooError naming the first bad key and its value."""
-    for key, (check, requirement) in RULES.items():
-        try:
-            value = OmegaConf.select(cfg, key, default="__absent__")
-        except InterpolationResolutionError as err:  # e.g. data=teacher with a token model
-            raise ZooError(f"{key} cannot be resolved: {str(err).splitlines()[0]}") from None
-        if isinstance(value, str) and value == "__absent__":
-            continue
-        if not check(value):
-            wanted = requirement() if callable(requirement) else requirement
-            raise ZooError(f"{key}={value!r} is invalid: must be {wanted}")
-    target = OmegaConf.select(cfg, "model._target_")
-    if target is not None and target != MODEL_TARGET:
+def _check_node(node: Any, prefix: str, settings: list, declared: type | None) -> None:
+    """Keys of `node` beyond `settings` (and the heads `_target_`, `name`) are unknown; values
+    are checked one by one, then across settings by the declaration."""
+    if not isinstance(node, DictConfig):
+        raise ZooError(f"{prefix} must be a mapping of settings, not {node!r}")
+    names = [s.name for s in settings]
+    heads = {"_target_", "name"} & set(node.keys()) if prefix in GROUPS else set()
+    for key in node:
+        if key not in names and key not in heads:
+            raise ZooError(_unknown(str(key), names, f"{prefix}."))
+    values = {
+        s.name: _value(node, s.name, f"{prefix}.{s.name}") for s in settings if s.name in node
+    }
+    decl.check_values(settings, values, prefix, declared)
+
+
+def _check_group(node: Any, group: str) -> None:
+    if not isinstance(node, DictConfig) or "name" not in node:
+        raise ZooError(f"{group} must be chosen as a group option: {group}=<name>")
+    name = node.name
+    chosen = getattr(OmegaConf.get_type(node), "zoo_name", name)
+    if name != chosen:
         raise ZooError(
-            f"model._target_={target!r} is not allowed: zoo builds models through its registry "
-            f"({MODEL_TARGET}) with model.name"
+            f"{group}.name={name} does not choose the {group}; it is set by the option: "
+            f"use {group}={name} (not {group}.name={name})"
         )
+    if group == "model":
+        target = node.get("_target_", MODEL_TARGET)
+        if target != MODEL_TARGET:
+            raise ZooError(
+                f"model._target_={target!r} is not allowed: zoo builds models through its "
+                f"registry ({MODEL_TARGET}) with model.name"
+            )
+    settings, declared = group_settings(group, str(name))
+    _check_node(node, group, settings, declared)
+
+
+def _check_loggers(node: Any) -> None:
+    if node is None:
+        return
+    if not isinstance(node, DictConfig):
+        raise ZooError("logger must be chosen as options: logger=<name> or logger=[a,b]")
+    loggers = decl.declared("logger")
+    for name in node:
+        if name not in loggers:
+            raise ZooError(_unknown(str(name), list(loggers), "logger."))
+        cls = loggers[str(name)]
+        _check_node(node[name], f"logger.{name}", decl.settings_of(cls), cls)

@@ -11,12 +11,13 @@ import jax.numpy as jnp
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from zoo.build import build_model, model_kwargs
 from zoo.config import validate
 from zoo.data import make_dataset
 from zoo.errors import ZooError
+from zoo.losses import loss_and_metrics
 from zoo.metrics import read_metrics
 from zoo.models.deep_nested import deep_nested_forward
-from zoo.training import build_model, loss_and_metrics, model_kwargs
 
 SEED_ARCHITECTURE = {"depth": 1, "activation": "relu", "out_features": None}
 
@@ -68,16 +69,7 @@ def evaluate_run(run_dir: str | Path) -> dict[str, float]:
     from zoo.pretrained import from_pretrained
 
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ZooError(f"run_dir={str(run_dir)!r} is not a directory")
-    config_path = run_dir / ".hydra" / "config.yaml"
-    try:
-        cfg = OmegaConf.load(config_path)
-    except FileNotFoundError:
-        raise ZooError(f"{config_path}: no such file (not a train run directory?)") from None
-    except (OSError, OmegaConfBaseException, ValueError) as err:
-        raise ZooError(f"{config_path}: unreadable config ({err})") from None
-    validate(cfg)
+    cfg = run_config(run_dir)
     data_path = OmegaConf.select(cfg, "data.path")
     if data_path and not Path(data_path).is_absolute() and (launch := launch_dir(run_dir)):
         cfg.data.path = str(launch / data_path)  # relative to where training was started
@@ -93,6 +85,27 @@ def evaluate_run(run_dir: str | Path) -> dict[str, float]:
     return result
 
 
+def run_config(run_dir: Path) -> DictConfig:
+    """The config a train run saved in its directory (`config.yaml`, written by the zoo; older
+    runs have only Hydra's `.hydra/config.yaml`), checked like a new one."""
+    from zoo.training import RUN_CONFIG
+
+    if not run_dir.is_dir():
+        raise ZooError(f"run_dir={str(run_dir)!r} is not a directory")
+    paths = [run_dir / RUN_CONFIG, run_dir / ".hydra" / "config.yaml"]
+    path = next((p for p in paths if p.exists()), paths[0])
+    try:
+        cfg = OmegaConf.load(path)
+    except FileNotFoundError:
+        raise ZooError(f"{path}: no such file (not a train run directory?)") from None
+    except (OSError, OmegaConfBaseException, ValueError) as err:
+        raise ZooError(f"{path}: unreadable config ({err})") from None
+    if not isinstance(cfg, DictConfig):
+        raise ZooError(f"{path}: not a mapping of settings (not a train run's config?)")
+    validate(cfg)
+    return cfg
+
+
 def launch_dir(run_dir: Path) -> Path | None:
     """The directory a run was started from, as Hydra recorded it, if it did."""
     try:
@@ -106,8 +119,8 @@ def print_summary(cfg: DictConfig) -> None:
     would build from `cfg` (widths fitted to its data), built abstractly: no arrays, no training."""
     from flax import nnx
 
+    from zoo.build import fit_to_data
     from zoo.summary import model_summary
-    from zoo.training import fit_to_data
 
     if cfg.run_dir is not None:
         from zoo.pretrained import from_pretrained

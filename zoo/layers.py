@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from zoo.models.common_settings import ACTIVATION_NAMES
+
 
 class InnerLinear(nnx.Module):
     """`x @ kernel + bias`, kernel ~ N(0, 1/in_features), bias zero."""
@@ -34,6 +36,9 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "softplus": jax.nn.softplus,
     "identity": lambda x: x,
 }
+
+
+assert tuple(ACTIVATIONS) == ACTIVATION_NAMES, "zoo.models.common_settings.ACTIVATION_NAMES"
 
 
 def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:

@@ -9,14 +9,14 @@ A sweep (-m) ends with `sweep.png` in its directory (zoo.sweep.SweepSummary call
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError
-from zoo.metrics import read_metrics
+from zoo.files import replacing
+from zoo.metrics import natural_key, read_metrics
 
 Records = Sequence[dict[str, float]]
 
@@ -33,12 +33,8 @@ def _log_scale_helps(values: Iterable[float]) -> bool:
 
 
 def _save(fig: Any, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    with replacing(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -100,10 +96,8 @@ def _job_label(job_dir: Path) -> str:
 def plot_sweep(sweep_dir: str | Path, key: str = "val_loss") -> Path:
     """Every job's `key` curve from `<sweep_dir>/**/metrics.jsonl` in one picture,
     `<sweep_dir>/sweep.png`, labelled by the job's overrides."""
-    from zoo.sweep import _natural
-
     sweep_dir = Path(sweep_dir)
-    jobs = sorted((p.parent for p in sweep_dir.glob("*/**/metrics.jsonl")), key=_natural)
+    jobs = sorted((p.parent for p in sweep_dir.glob("*/**/metrics.jsonl")), key=natural_key)
     if not jobs:
         raise ZooError(f"{sweep_dir}: no job folders with a metrics.jsonl")
     fig, (ax,) = _figure(1)

@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from zoo.errors import ZooError
-from zoo.registry import create_model, get_model_class, model_spec
+from zoo.registry import create_model, model_arguments, model_spec
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -106,7 +106,7 @@ def read_config(directory: str | os.PathLike) -> tuple[str, dict[str, Any]]:
         if key.startswith("_") or key == "rngs" or not _is_plain(value):
             raise ZooError(f"{path}: argument {key}={value!r} is not allowed in a pretrained file")
     try:
-        get_model_class(name)  # a name outside the registry fails here, before anything is built
+        model_arguments(name, kwargs)  # unregistered names and bad values fail before building
     except ZooError as err:
         raise ZooError(f"{path}: {err}") from None
     return name, kwargs

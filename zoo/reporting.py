@@ -67,11 +67,10 @@ class Reporter:
 
     def __enter__(self) -> Reporter:
         if self.logger_cfg is not None and self.run_dir is not None:
-            if self.logger_cfg.name not in LOGGERS:
-                raise ZooError(
-                    f"logger.name={self.logger_cfg.name!r} is unknown; valid: {', '.join(LOGGERS)}"
-                )
-            self.writers.append(TensorBoard(self.run_dir / self.logger_cfg.subdir))
+            for name, settings in self.logger_cfg.items():
+                if name not in LOGGERS:
+                    raise ZooError(f"logger={name} is unknown; valid: {', '.join(LOGGERS)}")
+                self.writers.append(TensorBoard(self.run_dir / settings.subdir))
         self.progress.__enter__()
         return self
 

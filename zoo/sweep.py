@@ -11,8 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +19,16 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from zoo.metrics import read_metrics
+from zoo.files import write_atomically
+from zoo.metrics import natural_key, read_metrics
 
 SUMMARY = "summary.csv"
-
-
-def _natural(path: Path) -> list[Any]:
-    """Sort key that puts job 10 after job 9."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.as_posix())]
 
 
 def collect(sweep_dir: Path) -> list[dict[str, Any]]:
     """One row per job directory under `sweep_dir`: `job`, its overrides, its final metrics."""
     rows = []
-    for overrides_file in sorted(sweep_dir.glob("**/.hydra/overrides.yaml"), key=_natural):
+    for overrides_file in sorted(sweep_dir.glob("**/.hydra/overrides.yaml"), key=natural_key):
         job_dir = overrides_file.parent.parent
         row: dict[str, Any] = {"job": job_dir.relative_to(sweep_dir).as_posix()}
         for override in OmegaConf.to_container(OmegaConf.load(overrides_file)) or []:
@@ -55,14 +49,7 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
     writer = csv.DictWriter(text, fieldnames=_columns(rows), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    fd, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text.getvalue())
-        os.replace(staging, path)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
+    write_atomically(path, text.getvalue())
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

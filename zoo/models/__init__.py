@@ -1,3 +1,2 @@
-"""Built-in models; importing this package registers them."""
-
-from zoo.models import deep_nested, mlp, transformer  # noqa: F401
+"""The zoo's own models. Each `<name>.py` is registered through the `zoo.models` entry points
+(pyproject.toml); each `<name>_settings.py` beside it declares its settings, free of JAX."""

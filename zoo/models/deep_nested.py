@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from zoo.layers import InnerLinear, create_stacked, get_activation, scan_blocks
+from zoo.models import deep_nested_settings  # noqa: F401  (the declaration register_model uses)
 from zoo.registry import register_model
 
 
@@ -30,6 +31,7 @@ class MiddleModule(nnx.Module):
 class OuterModule(nnx.Module):
     """`depth` Linear+activation blocks, then an optional linear head.
 
+    Settings and their checks: `DeepNestedSettings` (deep_nested_settings.py).
     Block 1 is `middle` (in_features -> hidden, drawn first, as in the seed); blocks 2..depth are
     `blocks`, hidden -> hidden, stored stacked with a leading layer axis and applied with a scan.
     """
@@ -44,11 +46,6 @@ class OuterModule(nnx.Module):
         out_features: int | None = None,
         rngs: nnx.Rngs,
     ):
-        for key, value in (("in_features", in_features), ("hidden", hidden), ("depth", depth)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
-        if out_features is not None and (not isinstance(out_features, int) or out_features < 1):
-            raise ValueError(f"out_features must be an integer >= 1 or None, got {out_features!r}")
         self.middle = MiddleModule(in_features, hidden, rngs=rngs, activation=activation)
         # Absent parts are None (static), so depth=1 without head keeps exactly the seed's state.
         self.blocks = (

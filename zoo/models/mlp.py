@@ -9,6 +9,7 @@ import jax
 from flax import nnx
 
 from zoo.layers import InnerLinear, get_activation
+from zoo.models import mlp_settings  # noqa: F401  (the declaration register_model uses)
 from zoo.registry import register_model
 
 
@@ -17,6 +18,7 @@ class MLP(nnx.Module):
     """`in_features -> widths[0] -> ... -> widths[-1]`, each layer followed by the activation
     and dropout; `out_features` set adds a final linear head (no activation).
 
+    Settings and their checks: `MLPSettings` (mlp_settings.py).
     State paths mirror the attributes: `layers/0/kernel`, ..., `head/kernel`.
     """
 
@@ -27,19 +29,10 @@ class MLP(nnx.Module):
         *,
         activation: str = "relu",
         dropout: float = 0.0,
-        out_features: int | None = None,
+        out_features: int | None = 1,
         rngs: nnx.Rngs,
     ):
-        if not isinstance(in_features, int) or in_features < 1:
-            raise ValueError(f"in_features must be an integer >= 1, got {in_features!r}")
         widths = list(widths)
-        if not widths or not all(isinstance(w, int) and w >= 1 for w in widths):
-            raise ValueError(f"widths must be a non-empty list of integers >= 1, got {widths!r}")
-        if out_features is not None and (not isinstance(out_features, int) or out_features < 1):
-            raise ValueError(f"out_features must be an integer >= 1 or None, got {out_features!r}")
-        if not isinstance(dropout, int | float) or not 0 <= dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        get_activation(activation)  # fail at construction, not at the first call
         self.activation = activation
         sizes = [in_features, *widths]
         self.layers = nnx.List(

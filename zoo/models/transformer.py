@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from zoo.layers import InnerLinear, create_stacked, scan_blocks
+from zoo.models import transformer_settings  # noqa: F401  (the declaration register_model uses)
 from zoo.models.mlp import MLP
 from zoo.registry import register_model
 
@@ -93,22 +94,6 @@ class Transformer(nnx.Module):
         out_features: int | None = None,
         rngs: nnx.Rngs,
     ):
-        for key, value in (
-            ("vocab_size", vocab_size),
-            ("d_model", d_model),
-            ("num_heads", num_heads),
-            ("num_layers", num_layers),
-            ("mlp_ratio", mlp_ratio),
-            ("max_len", max_len),
-        ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
-        if out_features is not None and (not isinstance(out_features, int) or out_features < 1):
-            raise ValueError(f"out_features must be an integer >= 1 or None, got {out_features!r}")
-        if not isinstance(dropout, int | float) or not 0 <= dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        if d_model % num_heads:
-            raise ValueError(f"d_model={d_model} must be divisible by num_heads={num_heads}")
         self.max_len = max_len
         self.embed = nnx.Embed(vocab_size, d_model, rngs=rngs)
         self.positions = nnx.Embed(max_len, d_model, rngs=rngs)

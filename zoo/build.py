@@ -1,0 +1,128 @@
+"""From a validated config to the objects a run needs: data, model, optimizer, the jitted steps
+and the starting state, on the device mesh."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from omegaconf import DictConfig, OmegaConf
+
+from zoo import parallel
+from zoo.config import MODEL_TARGET
+from zoo.data import Dataset, make_dataset, model_output_width
+from zoo.errors import ZooError
+from zoo.loop import TrainState, make_steps
+from zoo.optimizers import make_optimizer
+from zoo.registry import create_model
+
+log = logging.getLogger(__name__)
+
+
+def model_kwargs(model_cfg: Any) -> tuple[str, dict[str, Any]]:
+    """Registry name and constructor arguments from a model config (its `_target_` is ignored:
+    models are only ever built through the registry)."""
+    kwargs = (
+        OmegaConf.to_container(model_cfg, resolve=True)
+        if isinstance(model_cfg, DictConfig)
+        else dict(model_cfg)
+    )
+    target = kwargs.pop("_target_", MODEL_TARGET)
+    if target != MODEL_TARGET:
+        raise ZooError(f"model._target_={target!r} is not allowed; use {MODEL_TARGET} with name")
+    return kwargs.pop("name"), kwargs
+
+
+def fit_to_data(kwargs: dict[str, Any], data: Dataset) -> dict[str, Any]:
+    """Make the model's input and output widths follow the data, logging what changed."""
+    fitted = dict(kwargs)
+    inputs = data.model_inputs()
+    if not inputs.keys() & fitted.keys():
+        raise ZooError(
+            f"the data's inputs set model keys {', '.join(inputs)}, but the model has none of "
+            "them: it cannot take these inputs"
+        )
+    fitted |= {key: value for key, value in inputs.items() if key in fitted}
+    natural = model_output_width(fitted)
+    if "out_features" in fitted and (data.task == "classification" or natural != data.out_features):
+        fitted["out_features"] = data.out_features
+    for key in fitted:
+        if fitted[key] != kwargs[key]:
+            log.info("model.%s=%s follows the data (was %s)", key, fitted[key], kwargs[key])
+    return fitted
+
+
+def build_model(name: str, kwargs: dict[str, Any], seed: int) -> nnx.Module:
+    try:
+        return create_model(name, rngs=nnx.Rngs(seed), **kwargs)
+    except (TypeError, ValueError) as err:
+        raise ZooError(f"model {name!r}: {err}") from None
+
+
+@dataclass(frozen=True)
+class Run:
+    """A prepared run: the model split once, its jitted steps, its data and starting state."""
+
+    name: str
+    kwargs: dict[str, Any]
+    model: nnx.Module
+    data: Dataset
+    tx: optax.GradientTransformation
+    state: TrainState  # the state at step 0; the loop hands back each new one
+    train_chunk: Callable
+    evaluate: Callable
+    batch_size: int
+    steps: int
+    log_every: int
+    eval_every: int
+
+
+def build_run(cfg: DictConfig) -> Run:
+    """Build data, model and optimizer from a validated config; split the model once.
+
+    Joins a multi-host run first if configured; state and data are replicated over the mesh of
+    `trainer.devices`."""
+    trainer = cfg.trainer
+    parallel.initialize_distributed(
+        trainer.distributed, trainer.coordinator_address, trainer.num_processes, trainer.process_id
+    )
+    mesh = parallel.make_mesh(trainer.devices)
+    parallel.check_batch_size(trainer.batch_size, mesh)
+    log.info(parallel.describe(mesh))
+    name, kwargs = model_kwargs(cfg.model)
+    data = make_dataset(cfg.data, cfg.model)
+    kwargs = fit_to_data(kwargs, data)
+    model = build_model(name, kwargs, cfg.seed)
+    tx = make_optimizer(cfg.optim)
+    model.train()
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    model.eval()
+    eval_graphdef = nnx.graphdef(model)
+    step0 = jnp.zeros((), jnp.int32)  # not weakly typed, like a restored step
+    state = TrainState(params, rest, tx.init(params), step0, jax.random.key(cfg.seed))
+    state = parallel.replicate(state, mesh)
+    x, y, x_val, y_val = parallel.replicate(data.arrays(), mesh)
+    data = replace(data, x_train=x, y_train=y, x_val=x_val, y_val=y_val)
+    train_chunk, evaluate = make_steps(
+        graphdef, eval_graphdef, tx, data.task, trainer.batch_size, mesh
+    )
+    return Run(
+        name,
+        kwargs,
+        model,
+        data,
+        tx,
+        state,
+        train_chunk,
+        evaluate,
+        trainer.batch_size,
+        trainer.steps,
+        trainer.log_every,
+        trainer.eval_every,
+    )

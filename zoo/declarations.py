@@ -1,0 +1,403 @@
+"""Settings declared once: type, default, allowed values and a one-line help per setting.
+
+A component (a model, an optimizer, a dataset, a logger) declares its settings as a frozen
+dataclass whose fields come from `setting(...)`, and registers it with `@declare(group, name)`:
+
+    @declare("model", "deep_nested")
+    @dataclass(frozen=True)
+    class DeepNestedSettings:
+        hidden: int = setting(8, "width of every block", ge=1, le=MAX_WIDTH)
+
+Everything else is derived from that one declaration: the Hydra schema and the `model=<name>`
+option (`schema`), the value checks and their one-line errors (`check_values`), the defaults
+`zoo.create_model(name)` fills in, the README table and `--help`. A model without a declaration
+gets one from its constructor's annotations and defaults (`from_signature`).
+
+Free of JAX: the Hydra plugin imports this at every Hydra app's start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import math
+import operator
+import types
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import MISSING, dataclass, field
+from typing import Any, Literal
+
+from zoo.errors import ZooError
+
+# Bounds that keep the arithmetic and the program sane; each setting may set a tighter one.
+MAX_INT = 2**31 - 1
+MAX_LIST = 4096  # entries of a list setting (e.g. an MLP's widths)
+REQUIRED = MISSING  # a setting with no default: the user must give it
+
+_DECLARATIONS: dict[str, dict[str, type]] = {}
+
+
+class SettingError(ZooError, ValueError):
+    """A value a declaration does not allow (a ValueError too, for callers of constructors)."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a setting allows, beyond its type; kept in the dataclass field's metadata."""
+
+    help: str = ""
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    choices: tuple[Any, ...] | None = None
+    min_items: int = 0
+    max_items: int = MAX_LIST
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One declared setting: name, type annotation, default (or REQUIRED) and rule."""
+
+    name: str
+    type: Any
+    default: Any
+    rule: Rule
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+    @property
+    def help(self) -> str:
+        return self.rule.help
+
+
+def setting(
+    default: Any = REQUIRED,
+    help: str = "",
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    choices: Sequence[Any] | None = None,
+    min_items: int = 0,
+    max_items: int = MAX_LIST,
+) -> Any:
+    """A dataclass field for a declaration: its default, a one-line help and what it allows.
+
+    Bounds (`ge`, `gt`, `le`, `lt`) apply to a number or to every item of a list; integers without
+    an explicit `le` stay below 2**31. `choices` lists the allowed values."""
+    rule = Rule(help, ge, gt, le, lt, tuple(choices) if choices else None, min_items, max_items)
+    metadata = {"zoo": rule}
+    if isinstance(default, list | dict):
+        frozen = tuple(default) if isinstance(default, list) else dict(default)
+        return field(default_factory=lambda: type(default)(frozen), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def declare(group: str, name: str) -> Callable[[type], type]:
+    """Class decorator: `cls` (a dataclass of `setting` fields) declares `name` in `group`."""
+
+    def decorator(cls: type) -> type:
+        if not dataclasses.is_dataclass(cls):
+            raise TypeError(f"{cls.__name__}: a declaration must be a dataclass")
+        settings_of(cls)  # fail at import for an unsupported type
+        known = _DECLARATIONS.setdefault(group, {})
+        if known.get(name, cls) is not cls:
+            raise ValueError(f"{group} {name!r} is already declared by {known[name].__name__}")
+        known[name] = cls
+        cls.zoo_group, cls.zoo_name = group, name
+        return cls
+
+    return decorator
+
+
+def declared(group: str) -> dict[str, type]:
+    """The declarations of `group` by name (a copy)."""
+    return dict(_DECLARATIONS.get(group, {}))
+
+
+def declaration(group: str, name: str) -> type | None:
+    return _DECLARATIONS.get(group, {}).get(name)
+
+
+# --- settings from a declaration or from a signature -------------------------------------------
+
+
+def settings_of(cls: type) -> list[Setting]:
+    """The settings a declaration dataclass states, in field order."""
+    hints = typing.get_type_hints(cls)
+    result = []
+    for f in dataclasses.fields(cls):
+        if f.default is not MISSING:
+            default = f.default
+        elif f.default_factory is not MISSING:
+            default = f.default_factory()
+        else:
+            default = REQUIRED
+        rule = f.metadata.get("zoo", Rule())
+        _check_supported(cls.__name__, f.name, hints[f.name])
+        result.append(Setting(f.name, hints[f.name], default, rule))
+    return result
+
+
+def from_signature(
+    func: Callable[..., Any], skip: Sequence[str] = ("self", "rngs")
+) -> list[Setting]:
+    """Settings from a constructor's annotated parameters and their defaults.
+
+    Raises SettingError naming the first parameter the config cannot express (no annotation, a
+    type other than int, float, str, bool, Literal[...], list of these, or optional of these)."""
+    hints = typing.get_type_hints(func)
+    owner = getattr(func, "__qualname__", "the constructor").removesuffix(".__init__")
+    result = []
+    for param in inspect.signature(func).parameters.values():
+        if param.name in skip or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        if param.name not in hints:
+            raise SettingError(
+                f"{owner}: argument {param.name!r} has no type annotation, so the config cannot "
+                "check it; annotate it (int, float, str, bool, Literal[...], list[int], ...)"
+            )
+        _check_supported(owner, param.name, hints[param.name])
+        default = REQUIRED if param.default is param.empty else param.default
+        if isinstance(default, tuple):
+            default = list(default)
+        result.append(Setting(param.name, hints[param.name], default, Rule()))
+    return result
+
+
+_SCALARS = (int, float, str, bool)
+
+
+def _parts(annotation: Any) -> tuple[Any, bool]:
+    """(the annotation without None, whether None is allowed)."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        optional = len(args) < len(typing.get_args(annotation))
+        return functools.reduce(operator.or_, args), optional
+    return annotation, False
+
+
+def _item_type(annotation: Any) -> Any | None:
+    """The item type of a list-like annotation (list[int], Sequence[int], tuple[int, ...])."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (list, Sequence, typing.Sequence) and len(args) == 1:
+        return args[0]
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return args[0]
+    return None
+
+
+def _check_supported(owner: str, name: str, annotation: Any) -> None:
+    base, _ = _parts(annotation)
+    item = _item_type(base)
+    ok = base in _SCALARS or typing.get_origin(base) is Literal
+    ok = ok or (item is not None and (item in _SCALARS or typing.get_origin(item) is Literal))
+    if not ok:
+        raise SettingError(
+            f"{owner}: argument {name!r} has type {_type_name(annotation)}, which a config "
+            "cannot express (int, float, str, bool, Literal[...], list of these, or optional)"
+        )
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+# --- value checks ------------------------------------------------------------------------------
+
+
+def _scalar_ok(kind: Any, value: Any) -> bool:
+    if typing.get_origin(kind) is Literal:
+        return value in typing.get_args(kind)
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _describe(kind: Any) -> str:
+    if typing.get_origin(kind) is Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(kind)))
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[kind]
+
+
+def _bounds(rule: Rule, kind: Any) -> list[tuple[str, float, Callable[[float, float], bool]]]:
+    bounds = [
+        (op, limit, test)
+        for op, limit, test in (
+            (">=", rule.ge, lambda v, b: v >= b),
+            (">", rule.gt, lambda v, b: v > b),
+            ("<=", rule.le, lambda v, b: v <= b),
+            ("<", rule.lt, lambda v, b: v < b),
+        )
+        if limit is not None
+    ]
+    if kind is int and rule.le is None and rule.lt is None:
+        bounds.append(("<=", MAX_INT, lambda v, b: v <= b))
+    return bounds
+
+
+def requirement(s: Setting) -> str:
+    """What a valid value of `s` is, in words: `an integer >= 1 and <= 4096`."""
+    base, optional = _parts(s.type)
+    item = _item_type(base)
+    kind = item if item is not None else base
+    if s.rule.choices:
+        words = "one of " + ", ".join(map(str, s.rule.choices))
+    else:
+        words = _describe(kind)
+        bounds = [f"{op} {_number(b)}" for op, b, _ in _bounds(s.rule, kind)]
+        if kind is float:
+            words = "a finite number"
+        if bounds:
+            words += " " + " and ".join(bounds)
+    if item is not None:
+        count = f"{s.rule.min_items} to " if s.rule.min_items else "at most "
+        words = f"a list of {count}{s.rule.max_items} entries, each {words}"
+    return f"null or {words}" if optional else words
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(value)
+
+
+def check_value(s: Setting, value: Any) -> str | None:
+    """None if `value` is allowed for `s`, else what is allowed."""
+    base, optional = _parts(s.type)
+    if value is None:
+        return None if optional else requirement(s)
+    item = _item_type(base)
+    if item is not None:
+        if not _is_list(value) or not (s.rule.min_items <= len(value) <= s.rule.max_items):
+            return requirement(s)
+        return requirement(s) if any(not _one_ok(s, item, v) for v in value) else None
+    return None if _one_ok(s, base, value) else requirement(s)
+
+
+def _is_list(value: Any) -> bool:
+    """A list, a tuple or an OmegaConf ListConfig (what `hydra.utils.instantiate` passes)."""
+    return isinstance(value, Sequence) and not isinstance(value, str | bytes)
+
+
+def _one_ok(s: Setting, kind: Any, value: Any) -> bool:
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):  # e.g. int | str
+        return any(_one_ok(s, k, value) for k in typing.get_args(kind))
+    if not _scalar_ok(kind, value):
+        return False
+    if s.rule.choices and value not in s.rule.choices:
+        return False
+    if kind in (int, float):
+        if not math.isfinite(value):
+            return False
+        return all(test(value, bound) for _, bound, test in _bounds(s.rule, kind))
+    return True
+
+
+def check_values(
+    settings: Sequence[Setting],
+    values: dict[str, Any],
+    prefix: str,
+    declaration: type | None = None,
+) -> None:
+    """Raise SettingError for the first value a setting does not allow, or a required setting
+    without a value: `model.depth=0 is invalid: must be an integer >= 1 and <= 10000`.
+
+    Checks across settings live in the declaration's `__post_init__`, run here on the values."""
+    _check_each(settings, values, prefix)
+    if declaration is not None and hasattr(declaration, "__post_init__"):
+        names = {s.name for s in settings}
+        declaration(**{k: v for k, v in values.items() if k in names})
+
+
+def _check_each(settings: Sequence[Setting], values: dict[str, Any], prefix: str) -> None:
+    for s in settings:
+        key = f"{prefix}.{s.name}" if prefix else s.name
+        if s.name not in values or values[s.name] is REQUIRED:
+            if s.required:
+                raise SettingError(f"{key} is required: set {key}=<{requirement(s)}>")
+            continue
+        wanted = check_value(s, values[s.name])
+        if wanted is not None:
+            raise SettingError(f"{key}={_show(values[s.name])} is invalid: must be {wanted}")
+
+
+def _show(value: Any) -> str:
+    if _is_list(value) and len(value) > 8:
+        return f"[{', '.join(map(repr, value[:8]))}, ... ({len(value)} entries)]"
+    return repr(value)
+
+
+def defaults(settings: Sequence[Setting]) -> dict[str, Any]:
+    """The declared defaults (required settings left out)."""
+    return {s.name: s.default for s in settings if not s.required}
+
+
+# --- the Hydra schema --------------------------------------------------------------------------
+
+
+def config_type(annotation: Any) -> Any:
+    """The annotation as OmegaConf can type it: Literal becomes its values' type; unions of
+    several types become Any (the value checks still apply)."""
+    base, optional = _parts(annotation)
+    item = _item_type(base)
+    if item is not None:
+        kind = list[config_type(item)]
+    elif typing.get_origin(base) is Literal:
+        kind = type(typing.get_args(base)[0])
+    elif base in _SCALARS:
+        kind = base
+    else:
+        return Any
+    return kind | None if optional else kind
+
+
+def schema(
+    group: str, name: str, settings: Sequence[Setting], head: dict[str, Any] | None = None
+) -> type:
+    """A dataclass Hydra can use as the `<group>=<name>` option: the `head` fields (e.g. the
+    model's `_target_` and `name`), then every setting with its type and default."""
+    fields: list[tuple[str, Any, Any]] = [
+        (key, type(value), field(default=value)) for key, value in (head or {}).items()
+    ]
+    for s in settings:
+        kind = config_type(s.type)
+        if s.required:
+            fields.append((s.name, kind, field(default="???")))
+        elif isinstance(s.default, list | tuple):
+            frozen = tuple(s.default)
+            fields.append((s.name, kind, field(default_factory=lambda f=frozen: list(f))))
+        else:
+            fields.append((s.name, kind, field(default=s.default)))
+    cls = dataclasses.make_dataclass(f"{group}_{name}_schema".replace("-", "_"), fields)
+    cls.zoo_group, cls.zoo_name = group, name
+    return cls
+
+
+def describe_settings(settings: Sequence[Setting], prefix: str) -> list[str]:
+    """One line per setting for `--help`: `model.depth=1  number of blocks (an integer >= 1)`."""
+    lines = []
+    for s in settings:
+        value = "???" if s.required else _yaml(s.default)
+        text = f"{s.help} ({requirement(s)})" if s.help else f"({requirement(s)})"
+        lines.append(f"{prefix}.{s.name}={value}  {text}")
+    return lines
+
+
+def _yaml(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if _is_list(value):
+        return "[" + ",".join(map(_yaml, value)) + "]"
+    return str(value)

@@ -1,0 +1,128 @@
+"""The training loop: pure jitted steps on arrays, several fused into one dispatch.
+
+Steps between two log points are fused into one `lax.scan` dispatch; batches are sampled on the
+device from `fold_in(data_key, step)`, so the data order depends only on the seed and the step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from functools import partial
+from typing import TYPE_CHECKING, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax.sharding import Mesh
+
+from zoo import parallel
+from zoo.errors import ZooError
+from zoo.losses import loss_and_metrics
+
+if TYPE_CHECKING:
+    from zoo.build import Run
+
+
+class TrainState(NamedTuple):
+    """Everything the rest of a run depends on, as arrays."""
+
+    params: nnx.State  # nnx.Param variables
+    rest: nnx.State  # every other variable (e.g. RNG counters for dropout)
+    opt_state: optax.OptState
+    step: jax.Array
+    data_key: jax.Array
+
+
+def make_steps(
+    graphdef: nnx.GraphDef,
+    eval_graphdef: nnx.GraphDef,
+    tx,
+    task: str,
+    batch_size: int,
+    mesh: Mesh,
+):
+    """Jitted `train_chunk(state, x, y, length)` and `evaluate(params, rest, x, y)`.
+
+    Both return arrays replicated over `mesh`; each batch is split over its `data` axis."""
+
+    def train_step(x, y, state: TrainState, _):
+        key = jax.random.fold_in(state.data_key, state.step)
+        idx = jax.random.randint(key, (batch_size,), 0, x.shape[0])
+        xb, yb = parallel.shard_batch((x[idx], y[idx]), mesh)
+
+        def compute_loss(params):
+            # copy: Variables of this trace, so stateful layers (dropout's RNG counters, also
+            # inside nnx.scan) may update them under value_and_grad.
+            model = nnx.merge(graphdef, params, state.rest, copy=True)
+            loss, _ = loss_and_metrics(task, model(xb), yb)
+            return loss, nnx.state(model, nnx.Not(nnx.Param))
+
+        (loss, rest), grads = jax.value_and_grad(compute_loss, has_aux=True)(state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return TrainState(params, rest, opt_state, state.step + 1, state.data_key), loss
+
+    replicated = parallel.replicated(mesh)
+
+    @partial(jax.jit, static_argnames="length", donate_argnums=0, out_shardings=replicated)
+    def train_chunk(state: TrainState, x, y, length: int):
+        """`length` steps; the mean loss, the number of steps before the first non-finite loss
+        (`length` if none) and whether the parameters are all finite."""
+        state, losses = jax.lax.scan(partial(train_step, x, y), state, length=length)
+        finite = jnp.isfinite(losses)
+        finite_steps = jnp.where(finite.all(), length, jnp.argmin(finite))
+        leaves = jax.tree.leaves(state.params)
+        params_finite = jnp.all(jnp.stack([jnp.isfinite(p).all() for p in leaves]))
+        return state, losses.mean(), finite_steps, params_finite
+
+    @partial(jax.jit, out_shardings=replicated)
+    def evaluate(params, rest, x, y):
+        model = nnx.merge(eval_graphdef, params, rest)
+        loss, metrics = loss_and_metrics(task, model(x), y)
+        return {"val_loss": loss} | {f"val_{k}": v for k, v in metrics.items()}
+
+    return train_chunk, evaluate
+
+
+def log_points(steps: int, *everies: int) -> list[int]:
+    """Sorted steps where the loop stops to log, evaluate or save: multiples of each and the end."""
+    points = {steps} if steps else set()
+    for every in everies:
+        points.update(range(every, steps + 1, every))
+    return sorted(points)
+
+
+def stop_if_not_finite(record: dict[str, float], first_bad_step: int, params_finite: bool) -> None:
+    """Raise a ZooError naming the step where training diverged, if it did."""
+    bad = [k for k, v in record.items() if not math.isfinite(v)]
+    if not bad and params_finite:
+        return
+    what = "train_loss" if "train_loss" in bad else (bad or ["the parameters"])[0]
+    step = first_bad_step if what == "train_loss" else record["step"]
+    raise ZooError(
+        f"{what} became non-finite at step {step}: likely causes are a learning rate too high "
+        "(optim.lr) or non-finite or badly scaled data; the latest checkpoint is the last good one"
+    )
+
+
+def run_chunks(
+    run: Run, state: TrainState, points: list[int]
+) -> Iterator[tuple[TrainState, dict[str, float]]]:
+    """From `state`, advance to each step in `points`, one fused dispatch each; yield the new
+    state and the record logged there: the mean train loss since the last point, and validation
+    metrics when due. Raises ZooError, before yielding, when a loss or the parameters became
+    non-finite. `state` is donated: use only the states handed back."""
+    x, y, x_val, y_val = run.data.arrays()
+    done = int(state.step)
+    for point in points:
+        state, *health = run.train_chunk(state, x, y, length=point - done)
+        train_loss, finite_steps, params_finite = jax.device_get(health)  # one host sync
+        record = {"step": point, "train_loss": float(train_loss)}
+        if point % run.eval_every == 0 or point == run.steps:
+            metrics = run.evaluate(state.params, state.rest, x_val, y_val)
+            record |= {k: float(v) for k, v in metrics.items()}
+        stop_if_not_finite(record, min(done + int(finite_steps) + 1, point), bool(params_finite))
+        done = point
+        yield state, record

@@ -1,0 +1,24 @@
+"""The settings of `mlp` (zoo/models/mlp.py), declared once (no JAX)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from zoo.declarations import declare, setting
+from zoo.models.common_settings import ACTIVATION_NAMES, MAX_WIDTH
+
+
+@declare("model", "mlp")
+@dataclass(frozen=True)
+class MLPSettings:
+    """Linear + activation (+ dropout) per entry of widths, then a linear head."""
+
+    in_features: int = setting(4, "input width (follows the data)", ge=1, le=MAX_WIDTH)
+    widths: list[int] = setting(
+        [64, 64], "the hidden layers' widths", ge=1, le=MAX_WIDTH, min_items=1, max_items=1000
+    )
+    activation: str = setting("relu", "after every hidden layer", choices=ACTIVATION_NAMES)
+    dropout: float = setting(0.0, "dropout rate after every hidden layer", ge=0, lt=1)
+    out_features: int | None = setting(
+        1, "width of the linear head; null: no head", ge=1, le=MAX_WIDTH
+    )
