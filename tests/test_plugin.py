@@ -125,12 +125,16 @@ def test_the_wheel_holds_every_module_and_config_group(outside):
     want |= {str(p.relative_to(ROOT)) for p in (ROOT / "hydra_plugins").rglob("*.py")}
     want |= {
         "zoo/_configs/" + str(p.relative_to(ROOT / "configs"))
-        for p in (ROOT / "configs").glob("*/**/*.yaml")
+        for p in (ROOT / "configs").glob("**/*.yaml")
     }
-    assert "zoo/_configs/model/deep_nested.yaml" in want
+    assert {"zoo/_configs/train.yaml", "zoo/_configs/eval.yaml"} <= want
     assert want <= names, f"missing from the wheel: {sorted(want - names)}"
     assert "hydra_plugins/__init__.py" not in names  # a namespace other plugins share
-    assert not {n for n in names if n.startswith("zoo/_configs/") and n.count("/") == 2}
+    entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    text = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert (
+        "zoo-train = zoo.cli:train_main" in text and "deep_nested = zoo.models.deep_nested" in text
+    )
 
 
 @OUTSIDE
@@ -174,15 +178,39 @@ def test_plus_model_on_the_command_line_and_an_apps_own_config_wins_a_name_clash
 
 
 @OUTSIDE
-def test_a_third_party_package_adds_its_model_through_the_entry_point(outside, tmp_path):
+def test_a_third_party_package_adds_its_model_and_zoo_train_trains_it_by_name(outside, tmp_path):
     _, venv = outside
     models = part("2.")
     directory = project(tmp_path, models["files"])
-    _, use = run(models["commands"], directory, venv)
+    _, use, trained, evaluated = run(models["commands"], directory, venv)
     listed, shape = use.stdout.strip().splitlines()[-2:]
     assert {"deep_nested", "my_mlp"} <= set(ast.literal_eval(listed))
     assert shape == "(2, 1)"
     assert "Warning" not in use.stderr, use.stderr
+    run_dir = directory / "runs" / "mine"
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["step"] == 300 and records[-1]["val_loss"] < records[0]["train_loss"]
+    assert json.loads((run_dir / "model" / "config.json").read_text())["model"] == "my_mlp"
+    assert f"val_loss = {records[-1]['val_loss']:.6g}" in evaluated.stdout
+
+    for override, line in [
+        ("", "error: model.hidden is required: set model.hidden=<an integer>"),
+        ("model.hiden=3", "error: unknown key model.hiden; did you mean model.hidden?"),
+        ("model.hidden=0.5", "model.hidden=0.5"),
+        ("model=my_mlp_typo", "error: In 'train': Could not find 'model/my_mlp_typo'"),
+    ]:
+        result = subprocess.run(
+            f"zoo-train model=my_mlp {override}",
+            shell=True,
+            cwd=directory,
+            env=os.environ | {"PATH": f"{venv / 'bin'}:{os.environ['PATH']}"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 2, (override, result.stderr)
+        (printed,) = result.stderr.strip().splitlines()
+        assert printed.startswith("error: ") and line in printed, printed
 
 
 @OUTSIDE
@@ -230,16 +258,14 @@ def test_the_plugin_registers_the_schemas_without_importing_jax():
         ZooSearchPathPlugin().manipulate_search_path(path)  # Hydra may build it again
         print([e.provider for e in path.get_path()])
         print(sorted(ConfigStore.instance().list("model")))
-        print(sorted(m for m in ("jax", "flax", "optax", "zoo.registry") if m in sys.modules))
+        print(sorted(m for m in ("jax", "flax", "optax") if m in sys.modules))
         """
     )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
-    providers, schemas, heavy = result.stdout.strip().splitlines()
+    providers, options, heavy = result.stdout.strip().splitlines()
     assert providers == "['zoo']"
-    assert schemas == (
-        "['zoo_deep_nested_schema.yaml', 'zoo_mlp_schema.yaml', 'zoo_transformer_schema.yaml']"
-    )
+    assert options == "['deep_nested.yaml', 'mlp.yaml', 'transformer.yaml']"
     assert heavy == "[]"

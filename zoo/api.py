@@ -34,8 +34,10 @@ def compose(overrides: Sequence[str] = (), app: str = "train") -> DictConfig:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=app):
             cfg = hydra_compose(config_name=app, overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as err:
-        cause = f": {err.__cause__}" if err.__cause__ else ""
-        raise ZooError(f"{str(err).splitlines()[0]}{cause}".splitlines()[0]) from None
+        from zoo.cli import one_line
+
+        cause = f"\n{err.__cause__}" if err.__cause__ else ""
+        raise ZooError(one_line(f"{err}{cause}")) from None
     validate(cfg, app)
     return cfg
 

@@ -6,6 +6,7 @@ Kept free of JAX imports: the Hydra plugin imports this module at every Hydra ap
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
@@ -158,6 +159,7 @@ def register_configs() -> None:
 
     load_declarations()
 
+    OmegaConf.register_new_resolver("zoo_settings", settings_help, replace=True)
     cs = ConfigStore.instance()
     for app in APP_SECTIONS:
         cs.store(name=f"zoo_{app}_schema", node=app_schema(app))
@@ -171,6 +173,35 @@ def register_configs() -> None:
     for name, cls in decl.declared("logger").items():
         node = decl.schema("logger", name, decl.settings_of(cls))
         cs.store(group="logger", name=name, node={name: node})
+
+
+def settings_help(_root_: DictConfig) -> str:
+    """Every setting of a composed config, one line each (`model.depth=1  number of blocks
+    (an integer >= 1 and <= 10000)`), for `--help` (the `${zoo_settings:}` resolver)."""
+    app = getattr(OmegaConf.get_type(_root_), "zoo_name", "train")
+    lines = []
+
+    def add(prefix: str, settings: list, node: Any) -> None:
+        for s in settings:
+            try:
+                value = _value(node, s.name, f"{prefix}{s.name}")
+            except ZooError:
+                value = s.default
+            lines.append(decl.describe(s, value, prefix))
+
+    add("", decl.settings_of(decl.declaration("app", app)), _root_)
+    for section in APP_SECTIONS[app]:
+        node = _root_.get(section)
+        if section in NESTED:
+            add(f"{section}.", decl.settings_of(NESTED[section]), node)
+        elif section == "logger":
+            for name in node or {}:
+                cls = decl.declared("logger")[str(name)]
+                add(f"logger.{name}.", decl.settings_of(cls), node[name])
+        elif isinstance(node, DictConfig) and "name" in node:
+            with contextlib.suppress(ZooError):
+                add(f"{section}.", group_settings(section, str(node.name))[0], node)
+    return "\n".join(lines).replace("$", "$$")  # Hydra fills the template with string.Template
 
 
 def validate(cfg: DictConfig, app: str | None = None) -> None:
@@ -241,7 +272,10 @@ def _value(node: DictConfig, key: str, full_key: str) -> Any:
     try:
         value = node[key]
     except InterpolationResolutionError as err:  # e.g. data=teacher with a token model
-        raise ZooError(f"{full_key} cannot be resolved: {str(err).splitlines()[0]}") from None
+        hint = ""
+        if full_key.startswith("data.") and "model." in str(err):
+            hint = " (this data follows the model's settings: choose data the model takes)"
+        raise ZooError(f"{full_key} cannot be resolved: {str(err).splitlines()[0]}{hint}") from None
     if isinstance(value, DictConfig | ListConfig):
         return OmegaConf.to_container(value, resolve=True)
     return value

@@ -231,7 +231,9 @@ def _describe(kind: Any) -> str:
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[kind]
 
 
-def _bounds(rule: Rule, kind: Any) -> list[tuple[str, float, Callable[[float, float], bool]]]:
+def _bounds(
+    rule: Rule, kind: Any, implicit: bool = True
+) -> list[tuple[str, float, Callable[[float, float], bool]]]:
     bounds = [
         (op, limit, test)
         for op, limit, test in (
@@ -242,13 +244,14 @@ def _bounds(rule: Rule, kind: Any) -> list[tuple[str, float, Callable[[float, fl
         )
         if limit is not None
     ]
-    if kind is int and rule.le is None and rule.lt is None:
+    if implicit and kind is int and rule.le is None and rule.lt is None:
         bounds.append(("<=", MAX_INT, lambda v, b: v <= b))
     return bounds
 
 
-def requirement(s: Setting) -> str:
-    """What a valid value of `s` is, in words: `an integer >= 1 and <= 4096`."""
+def requirement(s: Setting, value: Any = None) -> str:
+    """What a valid value of `s` is, in words: `an integer >= 1 and <= 4096`. The bound every
+    integer has (2**31 - 1) is named only for a `value` past it."""
     base, optional = _parts(s.type)
     item = _item_type(base)
     kind = item if item is not None else base
@@ -256,7 +259,8 @@ def requirement(s: Setting) -> str:
         words = "one of " + ", ".join(map(str, s.rule.choices))
     else:
         words = _describe(kind)
-        bounds = [f"{op} {_number(b)}" for op, b, _ in _bounds(s.rule, kind)]
+        big = isinstance(value, int) and value > MAX_INT
+        bounds = [f"{op} {_number(b)}" for op, b, _ in _bounds(s.rule, kind, implicit=big)]
         if kind is float:
             words = "a finite number"
         if bounds:
@@ -328,6 +332,7 @@ def _check_each(settings: Sequence[Setting], values: dict[str, Any], prefix: str
             continue
         wanted = check_value(s, values[s.name])
         if wanted is not None:
+            wanted = requirement(s, values[s.name])
             raise SettingError(f"{key}={_show(values[s.name])} is invalid: must be {wanted}")
 
 
@@ -383,21 +388,20 @@ def schema(
     return cls
 
 
-def describe_settings(settings: Sequence[Setting], prefix: str) -> list[str]:
-    """One line per setting for `--help`: `model.depth=1  number of blocks (an integer >= 1)`."""
-    lines = []
-    for s in settings:
-        value = "???" if s.required else _yaml(s.default)
-        text = f"{s.help} ({requirement(s)})" if s.help else f"({requirement(s)})"
-        lines.append(f"{prefix}.{s.name}={value}  {text}")
-    return lines
+def describe(s: Setting, value: Any, prefix: str = "") -> str:
+    """One line for `--help`: `model.depth=1  number of blocks (an integer >= 1 and <= 10000)`."""
+    text = f"{s.help} ({requirement(s)})" if s.help else f"({requirement(s)})"
+    return f"{prefix}{s.name}={as_text(value)}  {text}"
 
 
-def _yaml(value: Any) -> str:
+def as_text(value: Any) -> str:
+    """A value as it is written on the command line: null, true, [1,2], 0.01."""
     if value is None:
         return "null"
+    if value is REQUIRED:
+        return "???"
     if isinstance(value, bool):
         return str(value).lower()
     if _is_list(value):
-        return "[" + ",".join(map(_yaml, value)) + "]"
+        return "[" + ",".join(map(as_text, value)) + "]"
     return str(value)
