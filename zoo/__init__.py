@@ -19,15 +19,23 @@ _EXPORTS = {
     "deep_nested_forward": "zoo.models.deep_nested",
     "save_pretrained": "zoo.pretrained",
     "from_pretrained": "zoo.pretrained",
+    "load_weights": "zoo.surgery",
+    "LoadReport": "zoo.surgery",
+    "inspect_weights": "zoo.inspection",
+    "diff_weights": "zoo.inspection",
 }
 
 __all__ = [
+    "LoadReport",
     "ZooError",
     "create_model",
     "deep_nested_forward",
+    "diff_weights",
     "from_pretrained",
     "get_model_class",
+    "inspect_weights",
     "list_models",
+    "load_weights",
     "model_spec",
     "register_model",
     "save_pretrained",
@@ -35,6 +43,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from zoo.errors import ZooError
+    from zoo.inspection import diff_weights, inspect_weights
     from zoo.models.deep_nested import deep_nested_forward
     from zoo.pretrained import from_pretrained, save_pretrained
     from zoo.registry import (
@@ -44,6 +53,7 @@ if TYPE_CHECKING:
         model_spec,
         register_model,
     )
+    from zoo.surgery import LoadReport, load_weights
 
 
 def __getattr__(name: str) -> Any:
