@@ -240,13 +240,9 @@ def _patterns(patterns: Patterns, what: str) -> list[str]:
         return []
     if isinstance(patterns, str):
         patterns = [patterns]
-    if not isinstance(patterns, Sequence) and not _is_list_config(patterns):
+    if not isinstance(patterns, Sequence):  # a Hydra ListConfig is a Sequence too
         raise ZooError(f"{what} must be a list of path patterns, got {patterns!r}")
     return [check_pattern(p) for p in patterns]
-
-
-def _is_list_config(value: Any) -> bool:
-    return type(value).__name__ == "ListConfig"  # a Hydra list, without importing omegaconf
 
 
 def _rename_rules(rename: Rename) -> list[tuple[re.Pattern, str]]:

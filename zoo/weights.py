@@ -111,9 +111,7 @@ class CheckpointSource(WeightSource):
                 state=ocp.PyTreeCheckpointHandler(), meta=ocp.JsonCheckpointHandler()
             )
         )
-        metadata = self._guarded(lambda: self._checkpointer.metadata(self.directory))
-        state = metadata.item_metadata["state"] if metadata.item_metadata else None
-        params = getattr(state, "tree", {}).get("params") if state is not None else None
+        params = self._guarded(self._params_metadata)
         if not isinstance(params, Mapping):
             raise ZooError(f"checkpoint {self.directory} is unreadable (no parameters in 'state')")
         # `.../kernel/value`: the stored tree ends each Variable in its `value`
@@ -122,6 +120,12 @@ class CheckpointSource(WeightSource):
             _state_path(keys): jax.ShapeDtypeStruct(tuple(leaf.shape), np.dtype(leaf.dtype))
             for keys, leaf in _flatten(params)
         }
+
+    def _params_metadata(self) -> Any:
+        items = self._checkpointer.metadata(self.directory).item_metadata
+        state = items.get("state") if items is not None else None
+        tree = getattr(state, "tree", None)
+        return tree.get("params") if isinstance(tree, Mapping) else None
 
     def _guarded(self, action):
         """`action()`, with any orbax or tensorstore failure as one ZooError line."""
