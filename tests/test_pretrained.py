@@ -249,6 +249,10 @@ def header_length(length):
         ),
         (widths_config, r"config.json: a list of 100000 entries \(at most 256\)"),
         (
+            lambda d: (d / "config.json").write_text('{"kwargs": {"hidden": ' + "9" * 5000 + "}}"),
+            "config.json: unreadable config .*4300",
+        ),
+        (
             lambda d: (d / "config.json").write_text(" " * (1 << 20) + "{}"),
             "config.json: larger than 1048576 bytes",
         ),

@@ -133,7 +133,7 @@ def _parse_json(data: bytes, path: Path, what: str, max_items: int) -> Any:
         value = json.loads(data)
     except RecursionError:
         raise ZooError(f"{path}: nested deeper than {MAX_JSON_DEPTH} levels") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except ValueError as err:  # bad JSON or UTF-8, or an integer of over 4300 digits
         raise ZooError(f"{path}: unreadable {what} ({err})") from None
     stack = [(value, 1)]
     while stack:
