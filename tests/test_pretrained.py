@@ -3,6 +3,7 @@ with one clear error, nothing named by a file ever imported or called. (Saving i
 loading in another is tests/test_plugin.py's, in a venv holding only the wheel.)"""
 
 import json
+import os
 import pickle
 import sys
 
@@ -113,20 +114,29 @@ def test_every_mismatch_is_reported_in_one_error(saved):
     tensors["head.bias"] = tensors["head.bias"].astype(np.float16)  # wrong dtype
     del tensors["blocks.inner.bias"]  # missing
     tensors["middle.extra"] = np.zeros(3, np.float32)  # unexpected
-    tensors["head.kernel"] = np.full((6, 2), np.nan, np.float32)  # non-finite
     save_file(tensors, str(path))
     with pytest.raises(zoo.ZooError) as err:
         zoo.from_pretrained(directory)
     message = str(err.value)
-    assert "\n" not in message
+    assert "\n" not in message and message.startswith(f"{path} does not fit the model")
     for part in [
-        "missing tensor blocks.inner.bias",
-        "unexpected tensor middle.extra",
-        "middle.inner.kernel: file has float32[5, 6], model wants float32[4, 6]",
-        "head.bias: file has float16[2], model wants float32[2]",
-        "head.kernel: holds non-finite values",
+        "1 missing: blocks/inner/bias",
+        "1 unexpected: middle/extra",
+        "middle/inner/kernel (source float32[5, 6], model wants float32[4, 6])",
+        "head/bias (source float16[2], model wants float32[2])",
     ]:
         assert part in message
+
+
+def test_non_finite_weights_are_refused(saved):
+    directory, _ = saved
+    path = directory / "model.safetensors"
+    tensors = load_file(str(path))
+    tensors["head.kernel"] = np.full((6, 2), np.nan, np.float32)
+    tensors["middle.inner.bias"][0] = np.inf
+    save_file(tensors, str(path))
+    with pytest.raises(zoo.ZooError, match="non-finite values in head/kernel, middle/inner/bias"):
+        zoo.from_pretrained(directory)
 
 
 @pytest.fixture
@@ -200,6 +210,82 @@ def test_damaged_files_are_refused_with_a_clear_error(saved, tamper, message):
     directory, _ = saved
     tamper(directory)
     with pytest.raises(zoo.ZooError, match=message):
+        zoo.from_pretrained(directory)
+
+
+def replace_with(name, make):
+    def tamper(directory):
+        (directory / name).unlink()
+        make(directory / name)
+
+    return tamper
+
+
+def widths_config(directory):
+    edit_config(directory, lambda c: c["kwargs"].update(widths=[3] * 100_000, hidden=None))
+
+
+def header_length(length):
+    def tamper(directory):
+        data = (directory / "model.safetensors").read_bytes()
+        (directory / "model.safetensors").write_bytes(length.to_bytes(8, "little") + data[8:])
+
+    return tamper
+
+
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        (replace_with("config.json", lambda p: p.symlink_to("/dev/zero")), "not a regular file"),
+        (replace_with("config.json", os.mkfifo), "config.json: not a regular file"),
+        (replace_with("config.json", os.mkdir), "config.json: not a regular file"),
+        (
+            lambda d: (d / "config.json").write_text("[" * 100_000 + "]" * 100_000),
+            "config.json: nested deeper than 16 levels",
+        ),
+        (
+            lambda d: (d / "config.json").write_text('{"a": ' * 20 + "1" + "}" * 20),
+            "config.json: nested deeper than 16 levels",
+        ),
+        (widths_config, r"config.json: a list of 100000 entries \(at most 256\)"),
+        (
+            lambda d: (d / "config.json").write_text('{"kwargs": {"hidden": ' + "9" * 5000 + "}}"),
+            "config.json: unreadable config .*4300",
+        ),
+        (
+            lambda d: (d / "config.json").write_text(" " * (1 << 20) + "{}"),
+            "config.json: larger than 1048576 bytes",
+        ),
+        (
+            replace_with("model.safetensors", lambda p: p.symlink_to("/dev/zero")),
+            "model.safetensors: not a regular file",
+        ),
+        (replace_with("model.safetensors", os.mkfifo), "model.safetensors: not a regular file"),
+        (header_length(2**62), "a header of 4611686018427387904 bytes in a file of"),
+        (
+            lambda d: (d / "model.safetensors").write_bytes(b"abc"),
+            "a file of 3 bytes is no safetensors",
+        ),
+    ],
+)
+def test_hostile_files_are_refused_at_once_with_one_line(saved, tamper, message):
+    directory, _ = saved
+    tamper(directory)
+    with pytest.raises(zoo.ZooError, match=message) as err:
+        zoo.from_pretrained(directory)
+    assert "\n" not in str(err.value)
+
+
+def test_a_header_entry_whose_data_lies_outside_the_file_is_refused(saved):
+    directory, _ = saved
+    path = directory / "model.safetensors"
+    data = path.read_bytes()
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + length])
+    header["head.bias"]["shape"] = [10**9, 10**9]  # would allocate 4 EB
+    text = json.dumps(header).encode()
+    path.write_bytes(len(text).to_bytes(8, "little") + text + data[8 + length :])
+    with pytest.raises(zoo.ZooError, match="bad header entry for 'head.bias'"):
         zoo.from_pretrained(directory)
 
 

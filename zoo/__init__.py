@@ -24,17 +24,25 @@ _EXPORTS = {
     "setting": "zoo.declarations",
     "declare": "zoo.declarations",
     "model_settings": "zoo.registry",
+    "load_weights": "zoo.surgery",
+    "LoadReport": "zoo.surgery",
+    "inspect_weights": "zoo.inspection",
+    "diff_weights": "zoo.inspection",
 }
 
 __all__ = [
+    "LoadReport",
     "ZooError",
     "compose",
     "create_model",
     "declare",
     "deep_nested_forward",
+    "diff_weights",
     "from_pretrained",
     "get_model_class",
+    "inspect_weights",
     "list_models",
+    "load_weights",
     "model_settings",
     "model_spec",
     "register_model",
@@ -47,6 +55,7 @@ if TYPE_CHECKING:
     from zoo.api import compose, train
     from zoo.declarations import declare, setting
     from zoo.errors import ZooError
+    from zoo.inspection import diff_weights, inspect_weights
     from zoo.models.deep_nested import deep_nested_forward
     from zoo.pretrained import from_pretrained, save_pretrained
     from zoo.registry import (
@@ -57,6 +66,7 @@ if TYPE_CHECKING:
         model_spec,
         register_model,
     )
+    from zoo.surgery import LoadReport, load_weights
 
 
 def __getattr__(name: str) -> Any:

@@ -58,7 +58,21 @@ def create_stacked(make_block: Callable[[nnx.Rngs], nnx.Module], count: int, rng
     def create(rngs: nnx.Rngs) -> nnx.Module:
         return make_block(rngs)
 
-    return create(rngs)
+    blocks = create(rngs)
+    # A static mark (kept in the graphdef, not the state): weight loading and inspection read
+    # the layer axis from the model's structure instead of guessing it from shapes.
+    blocks.zoo_stacked = True
+    return blocks
+
+
+def stacked_paths(model: nnx.Module) -> frozenset[str]:
+    """The state paths of the modules made by `create_stacked` (e.g. `blocks`), whose variables
+    all have a leading layer axis. Works on abstract models from `nnx.eval_shape` too."""
+    return frozenset(
+        "/".join(map(str, path))
+        for path, node in nnx.iter_graph(model)
+        if getattr(node, "zoo_stacked", False) is True
+    )
 
 
 def scan_blocks(blocks: nnx.Module, x: jax.Array) -> jax.Array:

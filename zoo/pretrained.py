@@ -4,30 +4,65 @@ Loading never runs anything named by the files: `config.json` may only hold a re
 plain JSON arguments (no `_target_` or other `_`-keys), the model is rebuilt through the registry by
 that name, and the weights are plain tensors (safetensors, no pickle) checked against the rebuilt
 model's names, shapes and dtypes before any of them is used.
+
+Both files are read defensively, as if hostile: regular files only (not a FIFO, not a symlink to
+`/dev/zero`), sizes and the safetensors header checked before anything is allocated, JSON nesting
+and list lengths bounded; each problem is one ZooError line.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
+import stat
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import save_file
 
 from zoo.errors import ZooError
 from zoo.registry import create_model, model_arguments, model_spec
+
+if TYPE_CHECKING:
+    from zoo.surgery import LoadReport
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 FORMAT_VERSION = 1
 _CONFIG_KEYS = {"format_version", "model", "kwargs"}
+
+# Limits for files that may be hostile; generous for any real model.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_JSON_DEPTH = 16  # a config.json is 3 levels deep: {kwargs: {widths: [...]}}
+MAX_CONFIG_ITEMS = 256  # entries in one list or object of config.json (e.g. MLP widths)
+MAX_HEADER_BYTES = 16 << 20  # the safetensors JSON header
+MAX_TENSORS = 100_000
+MAX_DIMS = 16
+# safetensors dtype names -> numpy dtypes (bfloat16 is ml_dtypes', which JAX brings)
+_DTYPES = {
+    "BOOL": np.dtype(bool),
+    "U8": np.dtype(np.uint8),
+    "I8": np.dtype(np.int8),
+    "U16": np.dtype(np.uint16),
+    "I16": np.dtype(np.int16),
+    "U32": np.dtype(np.uint32),
+    "I32": np.dtype(np.int32),
+    "U64": np.dtype(np.uint64),
+    "I64": np.dtype(np.int64),
+    "F16": np.dtype(np.float16),
+    "BF16": np.dtype(jnp.bfloat16),
+    "F32": np.dtype(np.float32),
+    "F64": np.dtype(np.float64),
+}
 
 
 def _weights(model: nnx.Module) -> dict[str, nnx.Variable]:
@@ -75,15 +110,53 @@ def save_pretrained(model: nnx.Module, directory: str | os.PathLike) -> Path:
     return directory
 
 
+def _open_regular(path: Path) -> BinaryIO:
+    """`path` opened for reading, if it is a regular file (a symlink to one is fine).
+
+    Opened non-blocking, so a FIFO cannot hang the open, and checked on the open descriptor, so
+    what is checked is what is read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise ZooError(f"{path}: no such file (not a pretrained directory?)") from None
+    except OSError as err:
+        raise ZooError(f"{path}: cannot open ({err.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ZooError(f"{path}: not a regular file")
+    return os.fdopen(fd, "rb")
+
+
+def _parse_json(data: bytes, path: Path, what: str, max_items: int) -> Any:
+    """JSON from `data`, with its nesting and the entries of each list or object bounded."""
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise ZooError(f"{path}: nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError as err:  # bad JSON or UTF-8, or an integer of over 4300 digits
+        raise ZooError(f"{path}: unreadable {what} ({err})") from None
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise ZooError(f"{path}: nested deeper than {MAX_JSON_DEPTH} levels")
+            if len(node) > max_items:
+                kind = "an object" if isinstance(node, dict) else "a list"
+                raise ZooError(f"{path}: {kind} of {len(node)} entries (at most {max_items})")
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
+    return value
+
+
 def read_config(directory: str | os.PathLike) -> tuple[str, dict[str, Any]]:
     """The registered model name and plain constructor arguments from `config.json`, checked."""
     path = Path(directory) / CONFIG
-    try:
-        config = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ZooError(f"{path}: no such file (not a pretrained directory?)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ZooError(f"{path}: unreadable config ({err})") from None
+    with _open_regular(path) as file:
+        data = file.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ZooError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; not a pretrained config")
+    config = _parse_json(data, path, "config", MAX_CONFIG_ITEMS)
     if not isinstance(config, dict):
         raise ZooError(f"{path}: expected a JSON object with 'model' and 'kwargs'")
     kwargs = config.get("kwargs")
@@ -118,48 +191,102 @@ def _is_plain(value: Any) -> bool:
     return value is None or isinstance(value, bool | int | float | str)
 
 
-def from_pretrained(directory: str | os.PathLike) -> nnx.Module:
-    """Rebuild the model saved in `directory` through the registry and load its weights; it
-    comes back in eval mode (dropout off): call `model.train()` to fine-tune.
+def tensor_layout(directory: str | os.PathLike) -> dict[str, jax.ShapeDtypeStruct]:
+    """Shape and dtype of each tensor in `model.safetensors`, by state path
+    (`middle/inner/kernel`), read from its header alone and checked against the file's size."""
+    path = Path(directory) / WEIGHTS
+    with _open_regular(path) as file:
+        size = os.fstat(file.fileno()).st_size
+        if size < 8:
+            raise ZooError(f"{path}: unreadable weights (a file of {size} bytes is no safetensors)")
+        length = int.from_bytes(file.read(8), "little")
+        if not 0 < length <= min(MAX_HEADER_BYTES, size - 8):
+            raise ZooError(
+                f"{path}: unreadable weights (a header of {length} bytes in a file of {size} "
+                f"bytes; at most {MAX_HEADER_BYTES} are read)"
+            )
+        header = _parse_json(file.read(length), path, "weights", MAX_TENSORS)
+    if not isinstance(header, dict):
+        raise ZooError(f"{path}: unreadable weights (the header is not a JSON object)")
+    header.pop("__metadata__", None)
+    layout, data_bytes = {}, size - 8 - length
+    for key, entry in header.items():
+        info = _tensor_info(entry, data_bytes)
+        if info is None:
+            raise ZooError(f"{path}: unreadable weights (bad header entry for {key!r})")
+        state_path = key.replace(".", "/")
+        if state_path in layout:
+            raise ZooError(f"{path}: two tensors have the path {state_path!r}")
+        layout[state_path] = info
+    return layout
 
-    Every missing, unexpected, mis-shaped or mis-typed tensor is reported in one ZooError, checked
-    against the model's abstract shapes before any parameter is allocated.
-    """
-    directory = Path(directory)
-    name, kwargs = read_config(directory)
 
-    def build() -> nnx.Module:
-        return create_model(name, rngs=nnx.Rngs(0), **kwargs)
+def _tensor_info(entry: Any, data_bytes: int) -> jax.ShapeDtypeStruct | None:
+    """The shape and dtype of one safetensors header entry, or None if it is malformed or its
+    data does not lie inside the file."""
+    if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+        return None
+    dtype, shape, offsets = _DTYPES.get(entry["dtype"]), entry["shape"], entry["data_offsets"]
+    plain_ints = [isinstance(v, int) and not isinstance(v, bool) for v in [*shape, *offsets]]
+    if dtype is None or len(shape) > MAX_DIMS or len(offsets) != 2 or not all(plain_ints):
+        return None
+    begin, end = offsets
+    if min(shape, default=0) < 0 or not 0 <= begin <= end <= data_bytes:
+        return None
+    if math.prod(shape) * dtype.itemsize != end - begin:
+        return None
+    return jax.ShapeDtypeStruct(tuple(shape), dtype)
 
+
+def read_tensors(directory: str | os.PathLike, paths: Iterable[str]) -> dict[str, np.ndarray]:
+    """The tensors at state `paths` (as `tensor_layout` names them) from `model.safetensors`."""
+    path = Path(directory) / WEIGHTS
     try:
-        expected = {k: v.get_value() for k, v in _weights(nnx.eval_shape(build)).items()}
-    except (TypeError, ValueError) as err:
-        raise ZooError(f"{directory / CONFIG}: cannot build model {name!r}: {err}") from None
-    path = directory / WEIGHTS
-    try:
-        tensors = load_file(str(path))
-    except FileNotFoundError:
-        raise ZooError(f"{path}: no such file") from None
+        with safe_open(str(path), framework="np") as file:
+            return {p: file.get_tensor(p.replace("/", ".")) for p in paths}
     except (OSError, SafetensorError) as err:
         raise ZooError(f"{path}: unreadable weights ({err})") from None
 
-    problems = [f"missing tensor {k}" for k in expected if k not in tensors]
-    problems += [f"unexpected tensor {k}" for k in tensors if k not in expected]
-    for key, want in expected.items():
-        got = tensors.get(key)
-        if got is None:
-            continue
-        if got.shape != want.shape or got.dtype != want.dtype:
-            problems.append(
-                f"{key}: file has {got.dtype}{list(got.shape)}, "
-                f"model wants {want.dtype}{list(want.shape)}"
-            )
-        elif not bool(jax.numpy.isfinite(got).all()):
-            problems.append(f"{key}: holds non-finite values")
-    if problems:
-        raise ZooError(f"{path} does not fit model {name!r}: " + "; ".join(problems))
-    model = build()
-    for key, var in _weights(model).items():
-        var[...] = jax.numpy.asarray(tensors[key])
+
+def abstract_model(directory: str | os.PathLike, **overrides: Any) -> tuple[str, dict, nnx.Module]:
+    """The registry name, constructor arguments (config.json's, then `overrides`) and the
+    abstract model (shapes only, nothing allocated) of the model saved in `directory`."""
+    name, kwargs = read_config(directory)
+    kwargs = {**kwargs, **overrides}
+    try:
+        model = nnx.eval_shape(lambda: create_model(name, rngs=nnx.Rngs(0), **kwargs))
+    except (TypeError, ValueError) as err:
+        raise ZooError(f"{Path(directory) / CONFIG}: cannot build model {name!r}: {err}") from None
+    return name, kwargs, model
+
+
+def from_pretrained(
+    directory: str | os.PathLike,
+    *,
+    strict: bool = True,
+    output_loading_info: bool = False,
+    **overrides: Any,
+) -> nnx.Module | tuple[nnx.Module, LoadReport]:
+    """Rebuild the model saved in `directory` through the registry and load its weights; it
+    comes back in eval mode (dropout off): call `model.train()` to fine-tune.
+
+    `overrides` change constructor arguments (e.g. `out_features=5` for a new head). With
+    `strict=True` every missing, unexpected, mis-shaped or mis-typed tensor is reported in one
+    ZooError, found from the model's abstract shapes before any parameter is allocated; with
+    `strict=False` the parts that do not fit stay freshly initialised (from `nnx.Rngs(0)`). With
+    `output_loading_info=True` returns `(model, report)`, the `zoo.surgery.LoadReport`.
+    """
+    from zoo.surgery import load_weights, plan_load
+    from zoo.weights import PretrainedSource
+
+    directory = Path(directory)
+    name, kwargs, abstract = abstract_model(directory, **overrides)
+    source = PretrainedSource(directory)
+    plan_load(abstract, source, strict=strict)  # a strict mismatch stops before allocating
+    try:
+        model = create_model(name, rngs=nnx.Rngs(0), **kwargs)
+    except (TypeError, ValueError) as err:
+        raise ZooError(f"{directory / CONFIG}: cannot build model {name!r}: {err}") from None
+    report = load_weights(model, source, strict=strict)
     model.eval()
-    return model
+    return (model, report) if output_loading_info else model
