@@ -8,8 +8,8 @@ from flax import nnx
 from safetensors.numpy import load_file
 
 import zoo
-from zoo.inspection import format_diff, format_inspection
 from zoo.build import build_model
+from zoo.inspection import format_diff, format_inspection
 from zoo.training import train
 
 RUN = [
