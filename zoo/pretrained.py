@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from zoo.errors import ZooError
+from zoo.files import follow_umask, staging_directory
 from zoo.registry import create_model, get_model_class, model_spec
 
 WEIGHTS = "model.safetensors"
@@ -58,10 +58,11 @@ def save_pretrained(model: nnx.Module, directory: str | os.PathLike) -> Path:
     directory.parent.mkdir(parents=True, exist_ok=True)
     tensors = {key: np.asarray(jax.device_get(var[...])) for key, var in _weights(model).items()}
     config = {"format_version": FORMAT_VERSION, "model": name, "kwargs": kwargs}
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    staging = staging_directory(directory)
     old = staging.with_name(staging.name + ".old")
     try:
         save_file(tensors, str(staging / WEIGHTS))
+        follow_umask(staging / WEIGHTS)  # safetensors writes 0600 whatever the umask
         (staging / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
         if directory.exists():
             directory.rename(old)

@@ -1,0 +1,55 @@
+"""Writing a run's files whole and with the permissions the user's umask asks for.
+
+`tempfile.mkstemp` and `mkdtemp` create 0600 files and 0700 directories whatever the umask, and so
+does safetensors' `save_file`; on a shared cluster directory that hides a run's results from the
+user's group. Everything written through here ends up as `open()` or `mkdir()` would have made it.
+Kept free of JAX imports: the sweep callback uses it at every start of train.py.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (/proc/self/status);
+    elsewhere by setting and restoring it."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        found = re.search(r"^Umask:\s*([0-7]+)$", status, re.MULTILINE)
+        if found:
+            return int(found.group(1), 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(path: str | os.PathLike) -> None:
+    """Give `path` the mode `open()` (files) or `mkdir()` (directories) would have given it."""
+    full = 0o777 if Path(path).is_dir() else 0o666
+    os.chmod(path, full & ~current_umask())
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace `path` with `text`: a reader sees the old file or the new, whole."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(text)
+        follow_umask(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def staging_directory(beside: Path) -> Path:
+    """A new empty directory next to `beside`, to fill and then rename into place."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{beside.name}.", dir=beside.parent))
+    follow_umask(staging)
+    return staging
