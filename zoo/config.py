@@ -186,7 +186,11 @@ class EvalConfig:
 
 
 def register_configs() -> None:
-    """Put the schemas in Hydra's ConfigStore; the YAML files extend them by these names."""
+    """Put the schemas in Hydra's ConfigStore; the YAML files extend them by these names. Also
+    registers the zoo's resolvers (`${zoo.unique:}` in the run directory's name)."""
+    from zoo.rundir import register_resolvers
+
+    register_resolvers()
     cs = ConfigStore.instance()
     cs.store(name="zoo_train_schema", node=TrainConfig)
     cs.store(name="zoo_eval_schema", node=EvalConfig)
