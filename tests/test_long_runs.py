@@ -133,7 +133,7 @@ def test_resume_with_no_checkpoint_starts_from_scratch_and_says_so(tmp_path, cap
 
 def test_training_again_into_a_run_with_checkpoints_needs_resume(tmp_path, short_run):
     run_dir = copy_run(short_run, tmp_path)
-    with pytest.raises(ZooError, match="already holds checkpoints .*trainer.resume=true"):
+    with pytest.raises(ZooError, match=r"holds an earlier run's results .*trainer.resume=true"):
         train_in_process(run_dir, *SHORT_RUN)
     assert records(run_dir) == records(short_run)
 

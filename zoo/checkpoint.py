@@ -1,5 +1,5 @@
 """What a long run needs to survive interruption: orbax checkpoints of its TrainState, the
-metrics log cut back to the checkpoint it resumes from, and a SIGTERM flag read at log points.
+metrics log cut back to the checkpoint it resumes from.
 
 A checkpoint is `<run dir>/checkpoints/<step>/` with two items: `state` (every array of the
 TrainState; the typed data key is stored as its raw key data) and `meta` (the step and the run's
@@ -13,10 +13,7 @@ import json
 import logging
 import os
 import shutil
-import signal
 import sys
-import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +23,7 @@ import orbax.checkpoint as ocp
 from omegaconf import DictConfig, OmegaConf
 
 from zoo.errors import ZooError
+from zoo.files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -254,25 +252,15 @@ def keep_metrics_until(path: Path, step: int) -> dict[str, float]:
         try:
             record = json.loads(line)
             record_step = record["step"]
-        except (json.JSONDecodeError, TypeError, KeyError):
+        except (json.JSONDecodeError, TypeError, KeyError, RecursionError):
             raise ZooError(f"{path}:{number}: not a metrics record: {line[:60]!r}") from None
+        if not isinstance(record_step, int) or isinstance(record_step, bool):
+            raise ZooError(f"{path}:{number}: step {repr(record_step)[:60]} is not an integer")
         if record_step <= step:
             kept.append(line + "\n")
             last = record
     write_atomically(path, "".join(kept))
     return last
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Replace `path` with `text`: a reader sees the old file or the new, whole."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as file:
-            file.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def starting_state(
@@ -299,30 +287,3 @@ def starting_state(
     if metrics_path:
         write_atomically(metrics_path, "")
     return state, {}
-
-
-# --- SIGTERM -----------------------------------------------------------------------------------
-
-
-class SigtermFlag:
-    """While active, SIGTERM only sets `received`; the loop reads it at its next log point.
-
-    Only the main thread can take signals; elsewhere this does nothing.
-    """
-
-    def __init__(self) -> None:
-        self.received = False
-        self._previous: Any = None
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.received = True
-        log.warning("SIGTERM received: saving a checkpoint at the next log point, then stopping")
-
-    def __enter__(self) -> SigtermFlag:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from zoo import parallel
 from zoo.config import MODEL_TARGET
 from zoo.data import Dataset, make_dataset, model_output_width
-from zoo.errors import RunStopped, ZooError
+from zoo.errors import ZooError
 from zoo.registry import create_model
 
 log = logging.getLogger(__name__)
@@ -217,8 +217,8 @@ def prepare(cfg: DictConfig) -> Run:
     name, kwargs = model_kwargs(cfg.model)
     data = make_dataset(cfg.data, cfg.model)
     kwargs = fit_to_data(kwargs, data)
-    model = build_model(name, kwargs, cfg.seed)
     tx = make_optimizer(cfg.optim)
+    model = build_model(name, kwargs, cfg.seed)
     model.train()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     model.eval()
@@ -268,14 +268,17 @@ def run_chunks(run: Run, points: list[int]) -> Iterator[dict[str, float]]:
 def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     """Train the configured model; write metrics.jsonl, checkpoints/ and model/ into `run_dir`.
 
-    With `trainer.resume`, continue from the latest checkpoint in `run_dir`. Returns the last
-    logged metrics (what a sweeper optimises). On SIGTERM, saves a checkpoint at the next log
-    point and raises RunStopped. With several processes, all write the checkpoints together into
-    the `trainer.ckpt_dir` they share; only process 0 writes the other files.
+    With `trainer.resume`, continue from the latest checkpoint in `run_dir`; without it, a
+    `run_dir` holding an earlier run's results is refused. Returns the last logged metrics (what
+    a sweeper optimises). On SIGTERM or Ctrl-C, saves a checkpoint at the next log point and
+    raises RunStopped. With several processes, all write the checkpoints together into the
+    `trainer.ckpt_dir` they share; only process 0 writes the other files.
     """
     # Imported here: orbax puts a handler on the root logger at import, which would make a
     # later logging.basicConfig() in the importing program a silent no-op.
-    from zoo.checkpoint import Checkpoints, SigtermFlag, starting_state
+    from zoo import rundir
+    from zoo.checkpoint import Checkpoints, starting_state
+    from zoo.interrupts import StopRequest
     from zoo.pretrained import save_pretrained
     from zoo.reporting import Reporter
     from zoo.summary import param_table
@@ -303,7 +306,13 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     ckpt_dir = Path(trainer.ckpt_dir) if trainer.ckpt_dir else run_dir / "checkpoints"
     metrics_path = run_dir / "metrics.jsonl" if primary else None
     with (
-        SigtermFlag() as sigterm,  # outermost: a SIGTERM while the last save finishes is harmless
+        rundir.owned(  # locked before anything is written; refused if it holds earlier results
+            run_dir,
+            ckpt_dir if trainer.ckpt_dir else None,
+            resume=trainer.resume,
+            process_index=jax.process_index(),
+        ),
+        StopRequest() as stop,  # before ckpts: a signal while the last save finishes is harmless
         Checkpoints(ckpt_dir, trainer.keep_checkpoints, cfg) as ckpts,
     ):
         run.state, record = starting_state(
@@ -328,16 +337,13 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
                 metrics_file.flush()
                 reporter(record)
                 step = record["step"]
-                if step % trainer.ckpt_every == 0 or step == run.steps or sigterm.received:
+                if step % trainer.ckpt_every == 0 or step == run.steps or stop.received:
                     ckpts.save(run.state)  # after its record: a resume never misses a line
-                if sigterm.received:  # leaving `ckpts` waits for the save
-                    raise RunStopped(
-                        f"SIGTERM at step {step}: checkpoint saved in {ckpts.directory}; "
-                        "continue with trainer.resume=true and the same hydra.run.dir"
-                    )
+                if stop.received and step < run.steps:  # on the last step: finish the run
+                    raise stop.stopped(step, ckpts.directory)  # leaving `ckpts` waits for the save
 
-    nnx.update(run.model, run.state.params, run.state.rest)
-    if primary:
-        save_pretrained(run.model, run_dir / "model")
-        log.info("saved the trained model to %s", run_dir / "model")
+        nnx.update(run.model, run.state.params, run.state.rest)
+        if primary:  # still under StopRequest: a signal now lets the model be written whole
+            save_pretrained(run.model, run_dir / "model")
+            log.info("saved the trained model to %s", run_dir / "model")
     return record
