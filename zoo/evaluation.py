@@ -8,11 +8,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from zoo.config import validate
-from zoo.data import make_dataset
+from zoo.data import abstract_dataset, make_dataset
 from zoo.errors import ZooError
 from zoo.metrics import read_metrics
 from zoo.models.deep_nested import deep_nested_forward
@@ -75,8 +76,13 @@ def evaluate_run(run_dir: str | Path) -> dict[str, float]:
         cfg = OmegaConf.load(config_path)
     except FileNotFoundError:
         raise ZooError(f"{config_path}: no such file (not a train run directory?)") from None
-    except (OSError, OmegaConfBaseException, ValueError) as err:
-        raise ZooError(f"{config_path}: unreadable config ({err})") from None
+    except (OSError, OmegaConfBaseException, ValueError, yaml.YAMLError) as err:
+        gist = " ".join(str(err).split())[:160]
+        raise ZooError(f"{config_path}: unreadable config ({gist})") from None
+    if not isinstance(cfg, DictConfig) or not all(
+        isinstance(cfg.get(key), DictConfig) for key in ("model", "data")
+    ):
+        raise ZooError(f"{config_path}: not a train run's config (a mapping with model, data)")
     validate(cfg)
     data_path = OmegaConf.select(cfg, "data.path")
     if data_path and not Path(data_path).is_absolute() and (launch := launch_dir(run_dir)):
@@ -97,7 +103,7 @@ def launch_dir(run_dir: Path) -> Path | None:
     """The directory a run was started from, as Hydra recorded it, if it did."""
     try:
         return Path(OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra.runtime.cwd)
-    except (OSError, OmegaConfBaseException, ValueError, AttributeError):
+    except (OSError, OmegaConfBaseException, ValueError, AttributeError, yaml.YAMLError):
         return None
 
 
@@ -116,7 +122,7 @@ def print_summary(cfg: DictConfig) -> None:
         print(f"model from {Path(cfg.run_dir) / 'model'}")
     else:
         name, kwargs = model_kwargs(cfg.model)
-        kwargs = fit_to_data(kwargs, make_dataset(cfg.data, cfg.model))
+        kwargs = fit_to_data(kwargs, abstract_dataset(cfg.data, cfg.model))  # shapes only
         model = nnx.eval_shape(lambda: build_model(name, kwargs, cfg.seed))
         print(f"model {name} {kwargs}")
     print(model_summary(model))
