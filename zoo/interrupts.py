@@ -42,7 +42,8 @@ class StopRequest:
                 file=sys.stderr,
                 flush=True,
             )
-            logging.shutdown()  # flush the log files
+            for handler in logging.getLogger().handlers:  # the run's log file
+                handler.flush()
             os._exit(128 + signal.SIGINT)
         if self.signum is None:
             self.signum = signum
