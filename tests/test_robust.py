@@ -340,7 +340,8 @@ HUGE = [
 def test_sizes_that_cannot_fit_are_one_line_before_anything_is_allocated(monkeypatch, overrides):
     monkeypatch.setattr(memory, "host_available", lambda: 64 * 10**9)  # any machine: 64 GB
     cfg = compose_config("train", overrides.split())
-    with pytest.raises(ZooError, match=r"needs (about )?[\d.]+ [GTP]B of memory.* 64.0 GB free"):
+    # (on an accelerator its own memory is checked first)
+    with pytest.raises(ZooError, match=r"needs (about )?[\d.]+ [GTP]B (of memory|on \w+:0)"):
         training.prepare(cfg)
 
 
