@@ -146,7 +146,7 @@ def training_estimate(
     `jax.eval_shape(tx.init, params)`), `data_arrays` (x, y, x_val, y_val; arrays or shapes),
     `positions` per example (the sequence length for token inputs, else 1)."""
     x, y = data_arrays[0], data_arrays[1]
-    per_row = (nbytes(x) // max(len_(x), 1)) + (nbytes(y) // max(len_(y), 1))
+    per_row = nbytes(x) // max(_rows(x), 1) + nbytes(y) // max(_rows(y), 1)
     activations = activations_per_position(params) * positions * 4 * ACTIVATION_COPIES
     return TrainingEstimate(
         state=2 * nbytes(params) + nbytes(opt_state),  # parameters and their gradients
@@ -156,7 +156,7 @@ def training_estimate(
     )
 
 
-def len_(array: Any) -> int:
+def _rows(array: Any) -> int:
     return int(array.shape[0]) if array.shape else 1
 
 
