@@ -1,5 +1,6 @@
 """Long runs: checkpoints, exact resume (also after SIGKILL and SIGTERM), non-finite guards and
-bad files. Signals go to real `train.py` subprocesses; the rest calls the library in-process."""
+bad files. SIGKILL and Ctrl-C go to real `train.py` subprocesses; the rest (SIGTERM too) calls the
+library in-process."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ import pytest
 from conftest import ROOT, compose_config, run_script
 from safetensors.numpy import load_file
 
+from zoo import build, loop
 from zoo.build import build_run
 from zoo.checkpoint import PARTIAL_MARK, Checkpoints, keep_metrics_until
-from zoo.errors import ZooError
+from zoo.errors import RunStopped, ZooError
 from zoo.loop import stop_if_not_finite
 from zoo.training import train
 
@@ -135,7 +137,7 @@ def test_resume_with_no_checkpoint_starts_from_scratch_and_says_so(tmp_path, cap
 
 def test_training_again_into_a_run_with_checkpoints_needs_resume(tmp_path, short_run):
     run_dir = copy_run(short_run, tmp_path)
-    with pytest.raises(ZooError, match="already holds checkpoints .*trainer.resume=true"):
+    with pytest.raises(ZooError, match=r"holds an earlier run's results .*trainer.resume=true"):
         train_in_process(run_dir, *SHORT_RUN)
     assert records(run_dir) == records(short_run)
 
@@ -406,27 +408,86 @@ def test_sigkill_at_any_moment_then_resume_gives_the_uninterrupted_run(tmp_path,
         np.testing.assert_array_equal(resumed[key], value)
 
 
-def test_sigterm_saves_at_the_current_step_exits_cleanly_and_resumes(tmp_path, uninterrupted):
+def test_ctrl_c_saves_at_the_current_step_exits_130_and_resumes_and_a_second_run_is_refused(
+    tmp_path, uninterrupted
+):
     run_dir, log = tmp_path / "run", tmp_path / "log"
     proc = start_run(run_dir, log, *SIGNAL_RUN)
     metrics = run_dir / "metrics.jsonl"
+    lock = run_dir / ".lock"
+    while not metrics.exists():  # the run holds its directory
+        assert proc.poll() is None, log.read_text()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGSTOP)  # and keeps holding it while a second run tries
+    try:
+        second = run_script("train.py", f"hydra.run.dir={run_dir}", *SIGNAL_RUN, "seed=5")
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    assert (second.returncode, second.stderr) == (
+        2,
+        f"error: hydra.run.dir={run_dir} is in use by another run ({lock.read_text().strip()}): "
+        "wait for it to end, or choose another hydra.run.dir\n",
+    )
+    assert f"pid {proc.pid} on " in lock.read_text()
+    assert "seed: 0" in (run_dir / ".hydra" / "config.yaml").read_text().splitlines()
     stop_when(
-        proc, lambda: metrics.exists() and metrics.read_text().count("\n") >= 25, signal.SIGTERM
+        proc, lambda: metrics.exists() and metrics.read_text().count("\n") >= 25, signal.SIGINT
     )
     output = log.read_text()
-    assert proc.returncode == 143, output
+    assert proc.returncode == 130, output
     assert "Traceback" not in output
     last = records(run_dir)[-1]["step"]
     assert output.strip().splitlines()[-1] == (
-        f"stopped: SIGTERM at step {last}: checkpoint saved in {run_dir / 'checkpoints'}; "
-        "continue with trainer.resume=true and the same hydra.run.dir"
+        f"stopped: Ctrl-C (SIGINT) at step {last}: checkpoint saved in "
+        f"{run_dir / 'checkpoints'}; continue with trainer.resume=true and the same hydra.run.dir"
     )
     assert max(complete_steps(run_dir)) == last and partial_saves(run_dir) == []
     assert not (run_dir / "model").exists()
 
     result = run_script("train.py", f"hydra.run.dir={run_dir}", *SIGNAL_RUN, "trainer.resume=true")
     assert result.returncode == 0, result.stderr
-    assert records(run_dir) == records(uninterrupted)
+    assert records(run_dir) == records(uninterrupted)  # nothing of the refused run in them
+
+
+def sigterm_during(monkeypatch, end_step: int) -> None:
+    """Send SIGTERM to this process while the fused dispatch that ends at `end_step` runs."""
+    make_steps = loop.make_steps
+
+    def signalling_steps(*args, **kwargs):
+        chunk, evaluate = make_steps(*args, **kwargs)
+
+        def signalled(state, x, y, length):
+            ends_at = int(state.step) + length
+            out = chunk(state, x, y, length=length)
+            if ends_at == end_step:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return out
+
+        return signalled, evaluate
+
+    monkeypatch.setattr(build, "make_steps", signalling_steps)
+
+
+def test_sigterm_stops_at_the_next_log_point_but_on_the_last_dispatch_finishes_the_run(
+    tmp_path, short_run, monkeypatch
+):
+    sigterm_during(monkeypatch, 15)
+    with pytest.raises(RunStopped) as stop:
+        train_in_process(tmp_path, *SHORT_RUN)
+    assert stop.value.exit_code == 143
+    assert str(stop.value) == (
+        f"SIGTERM at step 15: checkpoint saved in {tmp_path / 'checkpoints'}; continue with "
+        "trainer.resume=true and the same hydra.run.dir"
+    )
+    assert complete_steps(tmp_path) == [0, 15] and not (tmp_path / "model").exists()
+
+    monkeypatch.undo()
+    sigterm_during(monkeypatch, 40)  # the resumed run's last dispatch: it finishes
+    train_in_process(tmp_path, *SHORT_RUN, "trainer.resume=true")
+    assert records(tmp_path) == records(short_run)
+    uninterrupted = load_file(str(short_run / "model" / "model.safetensors"))
+    for key, value in load_file(str(tmp_path / "model" / "model.safetensors")).items():
+        np.testing.assert_array_equal(value, uninterrupted[key])
 
 
 def test_several_processes_need_a_shared_checkpoint_directory(tmp_path, monkeypatch):

@@ -214,7 +214,13 @@ def test_two_processes_on_loopback_match_one_process(tmp_path):
     # Only process 0 writes metrics and the model.
     assert not (tmp_path / "p1" / "metrics.jsonl").exists()
     assert not (tmp_path / "p1" / "model").exists()
-    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["0", "40"]
+    # each process locked the shared directory for itself; the checkpoints are the run's
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        ".lock.0",
+        ".lock.1",
+        "0",
+        "40",
+    ]
     two, one = metrics("p0"), metrics("single")
     assert [r["step"] for r in two] == [r["step"] for r in one]
     np.testing.assert_allclose(losses(two), losses(one), rtol=1e-6)

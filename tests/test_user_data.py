@@ -152,7 +152,7 @@ def test_unreadable_npz_files(tmp_path):
     with pytest.raises(ZooError, match="text.npz: not an .npz file"):
         read_npz(tmp_path / "text.npz")
     np.savez(tmp_path / "obj.npz", x=np.array([{"a": 1}], dtype=object), y=Y)
-    with pytest.raises(ZooError, match="obj.npz: holds an object array"):
+    with pytest.raises(ZooError, match="obj.npz: x holds an object array"):
         read_npz(tmp_path / "obj.npz")  # object arrays need pickle: never loaded
 
 
@@ -180,12 +180,12 @@ def test_bad_csv_gets_a_clear_error(tmp_path, case):
 
 @pytest.mark.parametrize(
     "labels, message",
-    [([0, 1, -1, 1], "negative class label"), ([3, 3, 3, 3], "a single class")],
+    [([0, 1, -1, 1], "y holds a negative value"), ([3, 3, 3, 3], "a single class")],
 )
 def test_bad_labels_for_classification(tmp_path, labels, message):
     np.savez(tmp_path / "l.npz", x=np.zeros((4, 2)), y=np.array(labels))
     with pytest.raises(ZooError, match=message):
-        dataset("data=npz", f"data.path={tmp_path / 'l.npz'}")
+        dataset("data=npz", f"data.path={tmp_path / 'l.npz'}", "data.task=classification")
 
 
 def test_bad_file_from_the_command_line_is_one_line_and_exit_2(tmp_path):

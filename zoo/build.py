@@ -14,7 +14,7 @@ import optax
 from flax import nnx
 from omegaconf import DictConfig, OmegaConf
 
-from zoo import parallel
+from zoo import memory, parallel
 from zoo.config import MODEL_TARGET
 from zoo.data import Dataset, make_dataset, model_output_width
 from zoo.errors import ZooError
@@ -98,8 +98,18 @@ def build_run(cfg: DictConfig) -> Run:
     name, kwargs = model_kwargs(cfg.model)
     data = make_dataset(cfg.data, cfg.model)
     kwargs = fit_to_data(kwargs, data)
-    model = build_model(name, kwargs, cfg.seed)
     tx = make_optimizer(cfg.optim)
+    memory.check_training_fits(  # from shapes alone, before the model or its state exists
+        nnx.eval_shape(lambda: build_model(name, kwargs, cfg.seed)),
+        tx,
+        data,
+        trainer.batch_size,
+        mesh.devices.flat,
+        log_points=memory.log_point_count(
+            trainer.steps, trainer.log_every, trainer.eval_every, trainer.ckpt_every
+        ),
+    )
+    model = build_model(name, kwargs, cfg.seed)
     model.train()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     model.eval()

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from zoo.errors import RunStopped, ZooError
+from zoo.rundir import discard_if_unused
 
 # JAX logs its search for a TPU at INFO, which Hydra's logging would print on every run.
 logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
@@ -81,8 +82,20 @@ def use_compilation_cache() -> None:
 
 def run_hydra_app(hydra_main: Callable[[], Any]) -> None:
     """Run a `@hydra.main` function, turning a composition error (bad override, unknown key or
-    option) into one line on stderr with exit status 2. HYDRA_FULL_ERROR=1 shows all of it."""
+    option) into one line on stderr with exit status 2, and Ctrl-C outside the training loop
+    into one line with exit status 130. HYDRA_FULL_ERROR=1 shows all of it."""
     use_compilation_cache()
+    try:
+        _run_hydra_app(hydra_main)
+    except KeyboardInterrupt:
+        if _full_errors():
+            raise
+        discard_if_unused()
+        print("stopped: Ctrl-C (SIGINT)", file=sys.stderr)
+        sys.exit(130)
+
+
+def _run_hydra_app(hydra_main: Callable[[], Any]) -> None:
     try:
         if _full_errors():
             hydra_main()
@@ -119,6 +132,7 @@ def report_user_errors(main: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return main(*args, **kwargs)
         except ZooError as err:
+            discard_if_unused()  # a run refused before any result leaves no directory behind
             if _full_errors():
                 raise
             print(f"error: {err}", file=sys.stderr)

@@ -30,7 +30,7 @@ EVAL_MODES = ("compare", "summary")
 class TrainerSettings:
     """How long and how a run trains, checkpoints and spreads over devices."""
 
-    steps: int = setting(2000, "optimizer updates", ge=0, le=10**10)
+    steps: int = setting(2000, "optimizer updates", ge=0)
     batch_size: int = setting(256, "examples per update", ge=1, le=1 << 24)
     eval_every: int = setting(500, "steps between validations", ge=1)
     log_every: int = setting(100, "steps fused into one dispatch between log points", ge=1)
@@ -156,8 +156,10 @@ def register_configs() -> None:
     Third-party models (the `zoo.models` entry points of other packages) are imported here so
     that their options exist; the zoo's own are known from their JAX-free declarations."""
     from zoo.registry import configurable_models
+    from zoo.rundir import register_resolvers
 
     load_declarations()
+    register_resolvers()  # ${zoo.unique:} in the run directory's name
 
     OmegaConf.register_new_resolver("zoo_settings", settings_help, replace=True)
     cs = ConfigStore.instance()

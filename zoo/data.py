@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import jax
@@ -17,6 +18,11 @@ from zoo.errors import ZooError
 log = logging.getLogger(__name__)
 
 
+@partial(
+    jax.tree_util.register_dataclass,  # a pytree, so that jax.eval_shape gives its shapes
+    data_fields=["x_train", "y_train", "x_val", "y_val"],
+    meta_fields=["task", "num_classes", "vocab_size"],
+)
 @dataclass(frozen=True)
 class Dataset:
     """Train and validation arrays; `y` holds targets (regression) or integer labels."""
@@ -104,31 +110,67 @@ def split_off_val(arrays: dict[str, np.ndarray], fraction: float, seed: int) -> 
         arrays[name] = arrays[name][train]
 
 
+# The task guess takes integer labels for classes only when they look like classes: 0..K-1 with
+# K at most this, and at most half the rows (two examples a class on average). Integer prices,
+# counts or ids are regression; data.task=classification insists (K up to the number of rows).
+MAX_GUESSED_CLASSES = 1000
+
+
+def count_classes(arrays: dict[str, np.ndarray], limit: int) -> tuple[int | None, str]:
+    """K when `y` (and `y_val`) can be class labels 0..K-1 with K <= `limit`; else None and why
+    not, checked on the values alone so that no label decides a size before it is checked."""
+    present = [name for name in ("y", "y_val") if name in arrays]
+    for name in present:
+        labels = arrays[name]
+        if labels.ndim != 1:
+            return None, f"{name} has shape {labels.shape}, not one label per row"
+        if not np.issubdtype(labels.dtype, np.integer) and not np.array_equal(
+            labels, np.round(labels)
+        ):
+            return None, f"{name} holds values that are not whole numbers"
+        if labels.min() < 0:
+            return None, f"{name} holds a negative value ({labels.min()})"
+    largest = max(int(arrays[name].max()) for name in present)
+    if largest + 1 > limit:
+        return None, f"its largest value, {largest}, would make {largest + 1:,} classes"
+    return largest + 1, ""
+
+
 def from_arrays(arrays: dict[str, np.ndarray], cfg: Any, source: str) -> Dataset:
     """A Dataset from checked NumPy arrays and a data config with `task`, `val_fraction`, `seed`
-    and `standardize`. `task: auto` means classification when `y` holds integer labels."""
+    and `standardize`. `task: auto` means classification when `y` holds integer labels that look
+    like classes (see MAX_GUESSED_CLASSES)."""
     from zoo.datafiles import is_integer_labels
 
     arrays = dict(arrays)
+    rows = sum(len(arrays[name]) for name in ("y", "y_val") if name in arrays)
     task = cfg.task
-    if task == "auto":
-        task = "classification" if is_integer_labels(arrays["y"]) else "regression"
-        log.info("%s: task=%s (set data.task to choose)", source, task)
     num_classes = None
-    if task == "classification":
-        for name in ("y", "y_val"):
-            labels = arrays.get(name)
-            if labels is None:
-                continue
-            if not is_integer_labels(labels) and not (
-                labels.ndim == 1 and np.array_equal(labels, np.round(labels))
-            ):
-                raise ZooError(f"{source}: {name} must hold integer labels for classification")
-            if labels.min() < 0:
-                raise ZooError(f"{source}: {name} holds a negative class label ({labels.min()})")
-        if len(np.unique(arrays["y"])) < 2:
-            raise ZooError(f"{source}: y holds a single class; classification needs at least 2")
-        num_classes = int(max(arrays[k].max() for k in ("y", "y_val") if k in arrays)) + 1
+    if task == "auto":
+        task = "regression"
+        if is_integer_labels(arrays["y"]):
+            limit = max(2, min(MAX_GUESSED_CLASSES, rows // 2))
+            num_classes, why = count_classes(arrays, limit)
+            if num_classes is not None:
+                task = "classification"
+            else:
+                log.info(
+                    "%s: y holds integers but not class labels 0..K-1 with K <= %d (%s): "
+                    "regression (data.task=classification insists)",
+                    source,
+                    limit,
+                    why,
+                )
+        log.info("%s: task=%s (set data.task to choose)", source, task)
+    elif task == "classification":
+        num_classes, why = count_classes(arrays, rows)
+        if num_classes is None:
+            raise ZooError(
+                f"{source}: data.task=classification, but the targets cannot be class labels: "
+                f"{why} (labels are 0..K-1, K at most the number of rows, {rows})"
+            )
+    if task == "classification" and len(np.unique(arrays["y"])) < 2:
+        raise ZooError(f"{source}: y holds a single class; classification needs at least 2")
     if "x_val" not in arrays:
         split_off_val(arrays, cfg.val_fraction, cfg.seed)
         log.info(
@@ -214,15 +256,39 @@ DATASETS: dict[str, Callable[[Any, Any], Dataset]] = {
 }
 
 
-def make_dataset(data_cfg: Any, model_cfg: Any) -> Dataset:
-    """Build the dataset named `data_cfg.name`; the model config supplies shapes it must follow."""
+# Datasets generated from the config: their size is checked from their shapes before generating.
+GENERATED = {"teacher", "sequence"}
+
+
+def _builder(data_cfg: Any) -> Callable[[Any, Any], Dataset]:
     builder = DATASETS.get(data_cfg.name)
     if builder is None:
         raise ZooError(f"data.name={data_cfg.name!r} is unknown; valid: {', '.join(DATASETS)}")
+    return builder
+
+
+def abstract_dataset(data_cfg: Any, model_cfg: Any) -> Dataset:
+    """The dataset's shapes (jax.ShapeDtypeStruct), task and classes, without generating its
+    arrays (a file is still read: its labels decide the task)."""
+    builder = _builder(data_cfg)
+    return jax.eval_shape(lambda: builder(data_cfg, model_cfg))
+
+
+def make_dataset(data_cfg: Any, model_cfg: Any) -> Dataset:
+    """Build the dataset named `data_cfg.name`; the model config supplies shapes it must follow."""
+    from zoo.memory import nbytes, require_memory
+
+    builder = _builder(data_cfg)
+    if data_cfg.name in GENERATED:
+        shapes = abstract_dataset(data_cfg, model_cfg).arrays()
+        rows = shapes[0].shape[0] + shapes[2].shape[0]
+        x, y = ((rows, *a.shape[1:]) for a in shapes[:2])
+        require_memory(nbytes(shapes), f"data={data_cfg.name} (x {x}, y {y})")
     data = builder(data_cfg, model_cfg)
+    source = data_cfg.get("path") or f"data={data_cfg.name}"
     names = ("train inputs", "train targets", "validation inputs", "validation targets")
     for name, array in zip(names, data.arrays(), strict=True):
         values = np.asarray(array)  # numpy: no compile for a one-off check
         if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
-            raise ZooError(f"data.name={data_cfg.name!r}: the {name} hold non-finite values")
+            raise ZooError(f"{source}: the {name} hold non-finite values")
     return data

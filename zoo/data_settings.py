@@ -37,7 +37,7 @@ class SplitSettings:
     """Shared by datasets without a given validation split."""
 
     task: str = setting(
-        "auto", "auto: integer labels that look like classes -> classification", choices=TASKS
+        "auto", "auto: integers 0..K-1 (K <= 1000 and <= rows/2) are classes", choices=TASKS
     )
     val_fraction: float = setting(0.2, "share of rows held out for validation", gt=0, lt=1)
     seed: int = setting(0, "draws the validation rows", ge=0)

@@ -6,9 +6,11 @@ a file decides what code runs: .npz files are read with `allow_pickle=False`.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -30,34 +32,92 @@ def _existing_file(path: str | Path) -> Path:
 
 
 def read_npz(path: str | Path) -> Arrays:
-    """Arrays `x`, `y` and optional `x_val`, `y_val` from an .npz file, checked."""
+    """Arrays `x`, `y` and optional `x_val`, `y_val` from an .npz file, checked: each member's
+    header (dtype, shape) is read and checked before its data is loaded."""
     path = _existing_file(path)
     if not zipfile.is_zipfile(path):
-        raise ZooError(f"{path}: not an .npz file (write one with numpy.savez)")
+        with open(path, "rb") as file:
+            damaged = file.read(4) == b"PK\x03\x04"  # a zip's start without its end
+        raise ZooError(
+            f"{path}: a damaged or cut short .npz file (its zip directory is missing)"
+            if damaged
+            else f"{path}: not an .npz file (write one with numpy.savez)"
+        )
     try:
+        with zipfile.ZipFile(path) as archive:
+            members = _npz_members(path, archive)
+            for name, info in members.items():
+                _check_npy_header(path, name, archive, info)
         with np.load(path, allow_pickle=False) as npz:
-            names = set(npz.files)
-            missing = [k for k in ("x", "y") if k not in names]
-            if missing:
-                found = ", ".join(sorted(names)) or "none"
-                raise ZooError(
-                    f"{path}: missing array {' and '.join(map(repr, missing))} "
-                    f"(an .npz needs x and y, optionally x_val and y_val; found: {found})"
-                )
-            arrays = {k: npz[k] for k in ("x", "y", "x_val", "y_val") if k in names}
-    except (zipfile.BadZipFile, EOFError, OSError) as err:
-        raise ZooError(f"{path}: not a readable .npz file ({err})") from None
-    except ValueError:  # object arrays need pickle, which is never allowed
-        raise ZooError(f"{path}: holds an object array, which would need pickle to load") from None
+            arrays = {name: npz[name] for name in members}
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as err:
+        raise ZooError(f"{path}: a damaged .npz file ({_gist(err)})") from None
     check_arrays(path, arrays)
     return arrays
+
+
+def _gist(err: BaseException) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return text if len(text) <= 160 else text[:160] + "..."
+
+
+def _npz_members(path: Path, archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
+    """The archive's members for x, y, x_val, y_val by name: each must be a `<name>.npy`."""
+    infos = {info.filename: info for info in archive.infolist()}
+    members, missing = {}, []
+    for name in ("x", "y", "x_val", "y_val"):
+        if f"{name}.npy" in infos:
+            members[name] = infos[f"{name}.npy"]
+            continue
+        other = [m for m in infos if m == name or m.startswith(f"{name}.")]
+        if other:
+            raise ZooError(
+                f"{path}: member {other[0]!r} is not a .npy array (write the file with numpy.savez)"
+            )
+        if name in ("x", "y"):
+            missing.append(name)
+    if missing:
+        found = ", ".join(sorted(m.removesuffix(".npy") for m in infos)) or "none"
+        raise ZooError(
+            f"{path}: missing array {' and '.join(map(repr, missing))} "
+            f"(an .npz needs x and y, optionally x_val and y_val; found: {found})"
+        )
+    return members
+
+
+def _check_npy_header(
+    path: Path, name: str, archive: zipfile.ZipFile, info: zipfile.ZipInfo
+) -> None:
+    """Refuse an object array (it would need pickle), a member shorter than its header says, and
+    an array that cannot fit in memory, from the header alone."""
+    from zoo.memory import require_memory
+
+    with archive.open(info) as file:
+        version = np.lib.format.read_magic(file)
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, _, dtype = read_header(file)
+        data_start = file.tell()
+    if dtype.hasobject:
+        raise ZooError(f"{path}: {name} holds an object array, which would need pickle to load")
+    nbytes = math.prod(shape) * dtype.itemsize
+    held = info.file_size - data_start
+    if held < nbytes:
+        raise ZooError(
+            f"{path}: {name} is cut short: its header says {dtype} {tuple(shape)} "
+            f"({nbytes:,} bytes) but it holds {max(held, 0):,} bytes"
+        )
+    require_memory(nbytes, f"{path}: {name} ({dtype} {tuple(shape)})")
 
 
 def read_csv(path: str | Path, target: str) -> Arrays:
     """`x` (every column but `target`) and `y` (the `target` column) from a CSV with a header."""
     path = _existing_file(path)
     try:
-        with open(path, newline="", encoding="utf-8") as file:
+        with open(path, newline="", encoding="utf-8-sig") as file:  # -sig: Excel's BOM
             rows = list(csv.reader(file))
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise ZooError(f"{path}: not a readable CSV file ({err})") from None
@@ -89,8 +149,11 @@ def read_csv(path: str | Path, target: str) -> Arrays:
                 )
     col = header.index(target)
     y = values[:, col]
-    if all(cell.strip().lstrip("+-").isdigit() for cell in (row[col] for row in rows[1:])):
-        y = y.astype(np.int64)  # written as integers: class labels unless data.task says otherwise
+    cells = [row[col].strip() for row in rows[1:]]
+    if all(cell.lstrip("+-").isdigit() for cell in cells):
+        # written as integers: maybe class labels (data.task=auto decides), read exactly
+        with contextlib.suppress(OverflowError):  # beyond int64: only a regression target
+            y = np.array([int(cell) for cell in cells], dtype=np.int64)
     arrays = {"x": np.delete(values, col, axis=1), "y": y}
     check_arrays(path, arrays)
     return arrays
@@ -117,11 +180,8 @@ def check_arrays(path: str | Path, arrays: Arrays) -> None:
             )
         if arr.shape[0] == 0:
             raise ZooError(f"{path}: {name} has no rows")
-        if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
-            bad = np.argwhere(~np.isfinite(arr))[0]
-            raise ZooError(
-                f"{path}: {name} holds NaN or infinite values (first at index {tuple(bad)})"
-            )
+        if np.issubdtype(arr.dtype, np.floating):
+            _check_float32_range(path, name, arr)
     for x_name, y_name in (("x", "y"), ("x_val", "y_val")):
         if x_name in arrays and len(arrays[x_name]) != len(arrays[y_name]):
             raise ZooError(
@@ -136,6 +196,20 @@ def check_arrays(path: str | Path, arrays: Arrays) -> None:
                     f"{path}: {name} has shape {train.shape} but {name}_val {val.shape}; "
                     "they must agree past the first (row) dimension"
                 )
+
+
+def _check_float32_range(path: str | Path, name: str, arr: np.ndarray) -> None:
+    """NaN, infinity, and finite values beyond float32 (the models compute in float32)."""
+    if not np.isfinite(arr).all():
+        where = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+        raise ZooError(f"{path}: {name} holds NaN or infinite values (first at index {where})")
+    limit = np.finfo(np.float32).max
+    if arr.dtype.itemsize > 4 and (np.abs(arr) > limit).any():
+        where = tuple(int(i) for i in np.argwhere(np.abs(arr) > limit)[0])
+        raise ZooError(
+            f"{path}: {name} holds {arr[where]:.6g} at index {where}, beyond float32's range "
+            f"(+-{limit:.4g}) in which the model computes"
+        )
 
 
 def is_integer_labels(y: np.ndarray) -> bool:

@@ -8,12 +8,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from zoo.build import build_model, model_kwargs
 from zoo.config import validate
-from zoo.data import make_dataset
+from zoo.data import abstract_dataset, make_dataset
 from zoo.errors import ZooError
 from zoo.losses import loss_and_metrics
 from zoo.metrics import read_metrics
@@ -98,11 +99,14 @@ def run_config(run_dir: Path) -> DictConfig:
         cfg = OmegaConf.load(path)
     except FileNotFoundError:
         raise ZooError(f"{path}: no such file (not a train run directory?)") from None
-    except (OSError, OmegaConfBaseException, ValueError) as err:
-        raise ZooError(f"{path}: unreadable config ({err})") from None
-    if not isinstance(cfg, DictConfig):
-        raise ZooError(f"{path}: not a mapping of settings (not a train run's config?)")
-    validate(cfg)
+    except (OSError, OmegaConfBaseException, ValueError, yaml.YAMLError) as err:
+        gist = " ".join(str(err).split())[:160]
+        raise ZooError(f"{path}: unreadable config ({gist})") from None
+    if not isinstance(cfg, DictConfig) or not all(
+        isinstance(cfg.get(key), DictConfig) for key in ("model", "data")
+    ):
+        raise ZooError(f"{path}: not a train run's config (a mapping with model, data)")
+    validate(cfg, "train")
     return cfg
 
 
@@ -110,7 +114,7 @@ def launch_dir(run_dir: Path) -> Path | None:
     """The directory a run was started from, as Hydra recorded it, if it did."""
     try:
         return Path(OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra.runtime.cwd)
-    except (OSError, OmegaConfBaseException, ValueError, AttributeError):
+    except (OSError, OmegaConfBaseException, ValueError, AttributeError, yaml.YAMLError):
         return None
 
 
@@ -129,7 +133,7 @@ def print_summary(cfg: DictConfig) -> None:
         print(f"model from {Path(cfg.run_dir) / 'model'}")
     else:
         name, kwargs = model_kwargs(cfg.model)
-        kwargs = fit_to_data(kwargs, make_dataset(cfg.data, cfg.model))
+        kwargs = fit_to_data(kwargs, abstract_dataset(cfg.data, cfg.model))  # shapes only
         model = nnx.eval_shape(lambda: build_model(name, kwargs, cfg.seed))
         print(f"model {name} {kwargs}")
     print(model_summary(model))

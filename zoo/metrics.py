@@ -21,10 +21,12 @@ def parse_records(
     for number, line in enumerate(lines, 1):
         record = None
         if line.strip():
-            with contextlib.suppress(json.JSONDecodeError):
+            with contextlib.suppress(json.JSONDecodeError, RecursionError):
                 record = json.loads(line)
             step = record.get("step") if isinstance(record, dict) else None
             if not isinstance(step, int) or isinstance(step, bool):
+                if strict and step is not None:
+                    raise ZooError(f"{path}:{number}: step {repr(step)[:60]} is not an integer")
                 if strict:
                     raise ZooError(f"{path}:{number}: not a metrics record: {line[:60]!r}")
                 record = None

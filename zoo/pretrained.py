@@ -17,7 +17,6 @@ import math
 import os
 import shutil
 import stat
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -30,6 +29,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from zoo.errors import ZooError
+from zoo.files import follow_umask, staging_directory
 from zoo.registry import create_model, model_arguments, model_spec
 
 if TYPE_CHECKING:
@@ -93,10 +93,11 @@ def save_pretrained(model: nnx.Module, directory: str | os.PathLike) -> Path:
     directory.parent.mkdir(parents=True, exist_ok=True)
     tensors = {key: np.asarray(jax.device_get(var[...])) for key, var in _weights(model).items()}
     config = {"format_version": FORMAT_VERSION, "model": name, "kwargs": kwargs}
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    staging = staging_directory(directory)
     old = staging.with_name(staging.name + ".old")
     try:
         save_file(tensors, str(staging / WEIGHTS))
+        follow_umask(staging / WEIGHTS)  # safetensors writes 0600 whatever the umask
         (staging / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
         if directory.exists():
             directory.rename(old)

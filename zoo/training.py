@@ -13,7 +13,7 @@ from flax import nnx
 from omegaconf import DictConfig, OmegaConf
 
 from zoo.build import Run, build_run
-from zoo.errors import RunStopped, ZooError
+from zoo.errors import ZooError
 from zoo.files import write_atomically
 from zoo.loop import log_points, run_chunks
 
@@ -25,13 +25,17 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
     """Train the configured model; write config.yaml, metrics.jsonl, checkpoints/ and model/
     into `run_dir`. Returns the last logged metrics.
 
-    With `trainer.resume`, continue from the latest checkpoint. On SIGTERM, save a checkpoint at
-    the next log point and raise RunStopped. With several processes, all write the checkpoints
-    together into the `trainer.ckpt_dir` they share; only process 0 writes the other files.
+    The run locks `run_dir` before writing anything. With `trainer.resume`, it continues from the
+    latest checkpoint; without it, a `run_dir` holding an earlier run's results is refused. On
+    SIGTERM or Ctrl-C, it saves a checkpoint at the next log point and raises RunStopped. With
+    several processes, all write the checkpoints together into the `trainer.ckpt_dir` they share;
+    only process 0 writes the other files.
     """
     # Imported here: orbax puts a handler on the root logger at import, which would make a
     # later logging.basicConfig() in the importing program a silent no-op.
-    from zoo.checkpoint import Checkpoints, SigtermFlag, starting_state
+    from zoo import rundir
+    from zoo.checkpoint import Checkpoints, starting_state
+    from zoo.interrupts import StopRequest
     from zoo.pretrained import save_pretrained
     from zoo.reporting import Reporter
 
@@ -41,13 +45,18 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
     primary = jax.process_index() == 0
     ckpt_dir = checkpoint_dir(cfg, run_dir)
     metrics_path = run_dir / "metrics.jsonl" if primary else None
-    if primary:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_atomically(run_dir / RUN_CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
     with (
-        SigtermFlag() as sigterm,  # outermost: a SIGTERM while the last save finishes is harmless
+        rundir.owned(  # locked before anything is written; refused if it holds earlier results
+            run_dir,
+            ckpt_dir if trainer.ckpt_dir else None,
+            resume=trainer.resume,
+            process_index=jax.process_index(),
+        ),
+        StopRequest() as stop,  # before ckpts: a signal while the last save finishes is harmless
         Checkpoints(ckpt_dir, trainer.keep_checkpoints, cfg) as ckpts,
     ):
+        if primary:
+            write_atomically(run_dir / RUN_CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
         state, record = starting_state(ckpts, run.state, trainer.resume, metrics_path)
         start = int(state.step)
         if start > run.steps:
@@ -69,18 +78,15 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
                 metrics_file.flush()
                 reporter(record)
                 step = record["step"]
-                if step % trainer.ckpt_every == 0 or step == run.steps or sigterm.received:
+                if step % trainer.ckpt_every == 0 or step == run.steps or stop.received:
                     ckpts.save(state)  # after its record: a resume never misses a line
-                if sigterm.received:  # leaving `ckpts` waits for the save
-                    raise RunStopped(
-                        f"SIGTERM at step {step}: checkpoint saved in {ckpts.directory}; "
-                        "continue with trainer.resume=true and the same hydra.run.dir"
-                    )
+                if stop.received and step < run.steps:  # on the last step: finish the run
+                    raise stop.stopped(step, ckpts.directory)  # leaving `ckpts` waits for the save
 
-    if primary:
-        nnx.update(run.model, state.params, state.rest)
-        save_pretrained(run.model, run_dir / "model")
-        log.info("saved the trained model to %s", run_dir / "model")
+        if primary:  # still under StopRequest: a signal now lets the model be written whole
+            nnx.update(run.model, state.params, state.rest)
+            save_pretrained(run.model, run_dir / "model")
+            log.info("saved the trained model to %s", run_dir / "model")
     return record
 
 

@@ -1,0 +1,75 @@
+"""Stopping a run on request without losing anything: SIGTERM (a scheduler) and SIGINT (Ctrl-C)
+only set a flag that the loop reads at its next log point, where it saves a checkpoint and stops.
+
+A second Ctrl-C stops at once, as SIGKILL would: the metrics log and the checkpoints are made to
+survive that (a resume cuts the log back to the latest whole checkpoint), so it loses only the
+steps since that checkpoint, and it prints one line instead of a traceback from every thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+from zoo.errors import RunStopped
+
+log = logging.getLogger(__name__)
+
+NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "Ctrl-C (SIGINT)"}
+
+
+class StopRequest:
+    """While active, SIGTERM and SIGINT set `signum`; the loop asks `stop_now(step, where)` at
+    each log point. Only the main thread can take signals; elsewhere this does nothing."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def received(self) -> bool:
+        return self.signum is not None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if signum == signal.SIGINT and self.signum == signal.SIGINT:
+            print(
+                "stopped: Ctrl-C twice: stopped at once; continue from the latest checkpoint "
+                "with trainer.resume=true and the same hydra.run.dir",
+                file=sys.stderr,
+                flush=True,
+            )
+            for handler in logging.getLogger().handlers:  # the run's log file
+                handler.flush()
+            os._exit(128 + signal.SIGINT)
+        if self.signum is None:
+            self.signum = signum
+        again = " (Ctrl-C again to stop at once)" if signum == signal.SIGINT else ""
+        log.warning(
+            "%s received: saving a checkpoint at the next log point, then stopping%s",
+            NAMES[signum],
+            again,
+        )
+
+    def stopped(self, step: int, checkpoints: os.PathLike) -> RunStopped:
+        """The RunStopped to raise once the checkpoint at `step` is saved."""
+        assert self.signum is not None
+        return RunStopped(
+            f"{NAMES[self.signum]} at step {step}: checkpoint saved in {checkpoints}; continue "
+            "with trainer.resume=true and the same hydra.run.dir",
+            exit_code=128 + self.signum,
+        )
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for signum in NAMES:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
