@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
+from zoo.cli import use_compilation_cache
 from zoo.config import register_configs
+
+# Before JAX is imported: in-process runs load the steps other tests (and the subprocesses, which
+# the entry points point at the same cache) already compiled.
+use_compilation_cache()
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

@@ -93,7 +93,8 @@ def test_model_transformer_with_the_default_data_exits_with_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: data.in_features cannot be resolved: "
-        "Interpolation key 'model.in_features' not found"
+        "Interpolation key 'model.in_features' not found "
+        "(this data follows the model's settings: choose data the model takes)"
     ]
 
 
