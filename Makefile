@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install train eval test lint format bench clean
+.PHONY: install train eval test test-fast lint format bench clean
 
 install: $(STAMP)
 
@@ -24,6 +24,10 @@ eval: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+# The edit loop: everything but the tests marked slow (subprocesses, venvs, signals), in < 60 s.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -m "not slow" -q
 
 # Not part of `make test`: timings on a shared machine are measured, never asserted.
 bench: $(STAMP)

@@ -91,6 +91,7 @@ def test_unknown_keys_and_bad_values_are_one_named_error(override, message):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.slow
 def test_the_command_line_refuses_unknown_keys_with_one_line_and_no_traceback():
     for override, line in [
         ("+trainer.bogus=1", "error: unknown key trainer.bogus"),
@@ -107,6 +108,7 @@ def test_the_command_line_refuses_unknown_keys_with_one_line_and_no_traceback():
         assert "jax" not in result.stdout  # refused before any JAX work
 
 
+@pytest.mark.slow
 def test_help_lists_the_options_and_every_setting_but_no_schema():
     result = subprocess.run(
         [sys.executable, str(ROOT / "train.py"), "--help"], capture_output=True, text=True
@@ -186,6 +188,7 @@ def test_a_declaration_that_disagrees_with_its_constructor_is_refused_at_registr
                 pass
 
 
+@pytest.mark.slow
 def test_zoo_train_from_python_leaves_a_run_eval_py_reads(tmp_path):
     run_dir = tmp_path / "run"
     metrics = zoo.train(

@@ -26,6 +26,8 @@ from zoo.errors import RunStopped, ZooError
 from zoo.loop import stop_if_not_finite
 from zoo.training import train
 
+pytestmark = pytest.mark.slow  # subprocesses, venvs, signals: make test, not test-fast
+
 # Many small dispatches and checkpoints, so that a signal can land at every kind of moment.
 SIGNAL_RUN = [
     "trainer.steps=240",

@@ -17,6 +17,8 @@ from zoo import parallel
 from zoo.config import validate
 from zoo.errors import ZooError
 
+pytestmark = pytest.mark.slow  # subprocesses, venvs, signals: make test, not test-fast
+
 FOUR_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
 SHORT = ["trainer.steps=40", "trainer.log_every=10", "trainer.eval_every=20", "model.hidden=16"]
 
@@ -44,6 +46,7 @@ from flax import nnx
 from zoo import parallel
 from zoo.models.deep_nested import OuterModule
 from zoo.loop import TrainState, make_steps
+
 
 mesh = parallel.make_mesh("auto")
 graphdef, params, rest = nnx.split(OuterModule(4, 8, rngs=nnx.Rngs(0)), nnx.Param, ...)

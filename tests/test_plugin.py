@@ -27,6 +27,9 @@ from flax import nnx
 
 import zoo
 
+pytestmark = pytest.mark.slow  # subprocesses, venvs, signals: make test, not test-fast
+
+
 SECTION = "## Use the zoo in your project"
 COPY_IGNORE = shutil.ignore_patterns(
     ".git", ".venv", "outputs", "multirun", "build", "dist", "*.egg-info", "__pycache__", ".*cache"

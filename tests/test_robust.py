@@ -198,6 +198,7 @@ def test_default_run_directories_differ_for_runs_started_in_the_same_second():
     assert str(hydra_config().hydra.sweep.dir).startswith("multirun/")
 
 
+@pytest.mark.slow
 def test_refusals_on_the_command_line_are_one_line_and_leave_no_directory(tmp_path):
     result = run_script("train.py", "trainer.steps=-1", cwd=tmp_path)
     assert (result.returncode, result.stderr) == (

@@ -88,6 +88,7 @@ def test_bad_sequence_configs_are_one_clear_error(overrides, message):
         validate(cfg)
 
 
+@pytest.mark.slow
 def test_model_transformer_with_the_default_data_exits_with_one_line(tmp_path):
     result = run_script("train.py", "model=transformer", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 2
@@ -98,6 +99,7 @@ def test_model_transformer_with_the_default_data_exits_with_one_line(tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_transformer_learns_to_reverse_sequences_to_99_percent_token_accuracy(tmp_path):
     cfg, _ = sequence_data(
         "model.d_model=32", "model.num_heads=2", "model.num_layers=1", "model.dropout=0.1",
@@ -113,6 +115,7 @@ def test_transformer_learns_to_reverse_sequences_to_99_percent_token_accuracy(tm
     assert (config["kwargs"]["vocab_size"], config["kwargs"]["max_len"]) == (16, 8)
 
 
+@pytest.mark.slow
 def test_a_transformer_with_dropout_resumes_bitwise_like_an_uninterrupted_run(tmp_path):
     """Dropout's per-layer RNG streams live in the checkpointed state, so a resumed run draws
     the same masks an uninterrupted one does."""

@@ -3,12 +3,15 @@
 import csv
 import json
 
+import pytest
 from conftest import CONFIGS, run_script
 from hydra import compose, initialize_config_dir
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from zoo.sweep import SweepSummary, collect, format_table, summarize
+
+pytestmark = pytest.mark.slow  # subprocesses, venvs, signals: make test, not test-fast
 
 
 def last_metrics(job_dir):

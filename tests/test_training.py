@@ -44,6 +44,7 @@ def test_default_run_cuts_validation_loss_by_90_percent(tmp_path):
     assert saved(x).shape == (3, 8)
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_give_bit_identical_metrics(tmp_path):
     cfg = compose_config("train", ["trainer.steps=300", "trainer.eval_every=100"])
     for name in "ab":
@@ -65,6 +66,7 @@ def test_every_optimizer_trains(tmp_path, optim):
     assert train(cfg, tmp_path)["val_loss"] < 0.5 * before
 
 
+@pytest.mark.slow
 def test_cli_deeper_gelu_model_trains(tmp_path):
     result = run_script(
         "train.py",
@@ -105,6 +107,7 @@ def test_cli_bad_value_exits_nonzero_with_one_line(tmp_path, override, key):
     assert not (tmp_path / "metrics.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_eval_default_matches_the_seed_function():
     result = run_script("eval.py")
     assert result.returncode == 0, result.stderr

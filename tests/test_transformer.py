@@ -258,6 +258,7 @@ np.save(sys.argv[2], np.asarray(model(x)))
 """
 
 
+@pytest.mark.slow
 def test_saved_transformer_loads_in_another_process_with_equal_outputs(tmp_path):
     model = small(num_layers=2, seed=3, max_len=8, dropout=0.2, causal=True)
     save_pretrained(model, tmp_path / "model")

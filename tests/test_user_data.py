@@ -97,6 +97,7 @@ def test_csv_task_follows_how_the_target_is_written(tmp_path):
     assert dataset("data=csv", f"data.path={floats}", "data.target=y").task == "regression"
 
 
+@pytest.mark.slow
 def test_digits_default_config_reaches_95_percent_validation_accuracy(tmp_path):
     cfg = compose_config("train", ["data=digits"])
     data = make_dataset(cfg.data, cfg.model)
@@ -203,6 +204,7 @@ def test_npz_without_a_path_names_the_key(tmp_path):
     assert result.stderr.strip() == "error: data.path is required: set data.path=<a string>"
 
 
+@pytest.mark.slow
 def test_eval_of_a_run_finds_a_relative_data_path_from_anywhere(regression_npz, tmp_path):
     launch, elsewhere = tmp_path / "launch", tmp_path / "elsewhere"
     launch.mkdir()
