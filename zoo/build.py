@@ -18,9 +18,11 @@ from zoo import parallel
 from zoo.config import MODEL_TARGET
 from zoo.data import Dataset, make_dataset, model_output_width
 from zoo.errors import ZooError
+from zoo.finetune import load_initial_weights, with_param_groups
 from zoo.loop import TrainState, make_steps
 from zoo.optimizers import make_optimizer
 from zoo.registry import create_model
+from zoo.surgery import LoadReport
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,7 @@ class Run:
     steps: int
     log_every: int
     eval_every: int
+    init_report: LoadReport | None = None  # what init.from loaded; None: fresh weights
 
 
 def build_run(cfg: DictConfig) -> Run:
@@ -99,10 +102,12 @@ def build_run(cfg: DictConfig) -> Run:
     data = make_dataset(cfg.data, cfg.model)
     kwargs = fit_to_data(kwargs, data)
     model = build_model(name, kwargs, cfg.seed)
+    init_report = load_initial_weights(model, cfg.get("init"))
     tx = make_optimizer(cfg.optim)
     model.train()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     model.eval()
+    tx = with_param_groups(tx, params, cfg.optim)
     eval_graphdef = nnx.graphdef(model)
     step0 = jnp.zeros((), jnp.int32)  # not weakly typed, like a restored step
     state = TrainState(params, rest, tx.init(params), step0, jax.random.key(cfg.seed))
@@ -125,4 +130,5 @@ def build_run(cfg: DictConfig) -> Run:
         trainer.steps,
         trainer.log_every,
         trainer.eval_every,
+        init_report,
     )
