@@ -256,7 +256,8 @@ def validate(cfg: DictConfig, app: str | None = None) -> None:
             _check_loggers(node)
         elif node is not None:
             _check_group(node, section)
-    if app == "train" and cfg.trainer.resume and OmegaConf.select(cfg, "init.from"):
+    resume, start = OmegaConf.select(cfg, "trainer.resume"), OmegaConf.select(cfg, "init.from")
+    if app == "train" and resume and start:
         raise ZooError(
             "init.from and trainer.resume=true cannot be combined: a resumed run continues from "
             "its own checkpoint (resume a fine-tuning run without init.from)"

@@ -164,7 +164,8 @@ def from_signature(
     """Settings from a constructor's annotated parameters and their defaults.
 
     Raises SettingError naming the first parameter the config cannot express (no annotation, a
-    type other than int, float, str, bool, Literal[...], list of these, or optional of these)."""
+    type other than int, float, str, bool, Literal[...], lists, dict[str, ...] and fixed tuples
+    of these, unions of these, or optional of these)."""
     hints = typing.get_type_hints(func)
     owner = getattr(func, "__qualname__", "the constructor").removesuffix(".__init__")
     result = []
