@@ -164,7 +164,7 @@ def test_a_model_without_a_declaration_gets_its_settings_from_its_signature(fres
 def test_a_constructor_argument_no_config_can_express_is_named(fresh_registry):
     @zoo.register_model("odd_model")
     class OddModel(nnx.Module):
-        def __init__(self, table: dict[str, int], *, rngs: nnx.Rngs):
+        def __init__(self, table: dict[int, str], *, rngs: nnx.Rngs):
             self.table = table
 
     with pytest.raises(ZooError, match=r"model 'odd_model' cannot be configured: .*'table'"):

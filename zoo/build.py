@@ -18,9 +18,11 @@ from zoo import memory, parallel
 from zoo.config import MODEL_TARGET
 from zoo.data import Dataset, make_dataset, model_output_width
 from zoo.errors import ZooError
+from zoo.finetune import load_initial_weights, with_param_groups
 from zoo.loop import TrainState, make_steps
 from zoo.optimizers import make_optimizer
 from zoo.registry import create_model
+from zoo.surgery import LoadReport
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,7 @@ class Run:
     steps: int
     log_every: int
     eval_every: int
+    init_report: LoadReport | None = None  # what init.from loaded; None: fresh weights
 
 
 def build_run(cfg: DictConfig) -> Run:
@@ -110,9 +113,11 @@ def build_run(cfg: DictConfig) -> Run:
         ),
     )
     model = build_model(name, kwargs, cfg.seed)
+    init_report = load_initial_weights(model, cfg.get("init"))
     model.train()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     model.eval()
+    tx = with_param_groups(tx, params, cfg.optim)
     eval_graphdef = nnx.graphdef(model)
     step0 = jnp.zeros((), jnp.int32)  # not weakly typed, like a restored step
     state = TrainState(params, rest, tx.init(params), step0, jax.random.key(cfg.seed))
@@ -135,4 +140,5 @@ def build_run(cfg: DictConfig) -> Run:
         trainer.steps,
         trainer.log_every,
         trainer.eval_every,
+        init_report,
     )

@@ -199,6 +199,7 @@ def _changes(saved: Any, current: Any) -> list[str]:
         return []
     old, new = _flat_config(saved), _flat_config(current)
     keys = sorted((old.keys() | new.keys()) - RESUMABLE_CHANGES)
+    keys = [k for k in keys if not k.startswith("init.")]  # a resume's weights: the checkpoint's
     return [f"{k}: {old.get(k)} -> {new.get(k)}" for k in keys if old.get(k) != new.get(k)]
 
 

@@ -177,10 +177,12 @@ def _eval_task(cfg: Any) -> None:
     from zoo.config import validate
 
     validate(cfg, "eval")
-    from zoo.evaluation import compare_with_reference, evaluate_run, print_summary
+    from zoo.evaluation import compare_with_reference, evaluate_run, print_summary, print_weights
 
     if cfg.mode == "summary":
         print_summary(cfg)
+    elif cfg.mode in ("inspect", "diff"):
+        print_weights(cfg)
     elif cfg.run_dir is not None:
         evaluate_run(cfg.run_dir)
     elif not compare_with_reference(cfg):
@@ -198,7 +200,9 @@ def train_main() -> None:
 
 def eval_main() -> None:
     """`zoo-eval [overrides]`: a model beside the seed's function, a run's validation loss
-    (`run_dir=`) or a parameter table (`mode=summary`); `python eval.py` in a checkout."""
+    (`run_dir=`), a parameter table (`mode=summary`), saved weights' statistics
+    (`mode=inspect source=...`) or differences (`mode=diff a=... b=...`); `python eval.py` in a
+    checkout."""
     from zoo.config import register_configs
 
     use_compilation_cache()

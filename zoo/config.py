@@ -22,7 +22,7 @@ from zoo.errors import ZooError
 
 MODEL_TARGET = "zoo.create_model"
 GROUPS = ("model", "data", "optim")  # one option each, chosen by `<group>=<name>`
-EVAL_MODES = ("compare", "summary")
+EVAL_MODES = ("compare", "summary", "inspect", "diff")
 
 
 @declare("app", "trainer")
@@ -61,6 +61,30 @@ class TrainerSettings:
             )
 
 
+@declare("app", "init")
+@dataclass(frozen=True)
+class InitSettings:
+    """Where a run's weights start from (weights only: step 0, a fresh optimizer), by state path
+    (zoo.surgery.load_weights). The field `from_` is the setting `init.from`."""
+
+    from_: str | None = setting(
+        None, "a run, checkpoint step or pretrained directory to start from; null: fresh weights"
+    )
+    strict: bool = setting(True, "stop on any path missing, unexpected or of another shape")
+    rename: dict[str, str] | list[tuple[str, str]] | None = setting(
+        None, "regex -> replacement on the source's paths, in order: {a:b} or [[regex,repl]]"
+    )
+    include: list[str] = setting([], "path patterns that take part; empty: all")
+    exclude: list[str] = setting([], "path patterns that stay as initialised")
+
+    def __post_init__(self) -> None:
+        if self.from_ is None and (self.rename or self.include or self.exclude):
+            raise decl.SettingError(
+                "init.rename, init.include and init.exclude need init.from=<a run, checkpoint "
+                "step or pretrained directory>"
+            )
+
+
 @declare("logger", "tensorboard")
 @dataclass(frozen=True)
 class TensorBoardSettings:
@@ -87,28 +111,38 @@ class EvalSettings:
     input_seed: int = setting(0, "draws the input when x is null", ge=0)
     run_dir: str | None = setting(None, "a train run's directory: evaluate its model")
     mode: str = setting(
-        "compare", "compare with the seed's function, or summary", choices=EVAL_MODES
+        "compare",
+        "compare with the seed's function; summary; inspect source's weights; diff a and b",
+        choices=EVAL_MODES,
     )
+    source: str | None = setting(None, "mode=inspect: a run, checkpoint step or pretrained dir")
+    a: str | None = setting(None, "mode=diff: the first run, checkpoint step or pretrained dir")
+    b: str | None = setting(None, "mode=diff: the second, compared with a")
+    paths: list[str] = setting([], "mode=inspect, diff: path patterns to show; empty: all")
 
 
 # The top level of each app: its own settings, then these sections (each a group or a schema).
 APP_SECTIONS: dict[str, tuple[str, ...]] = {
-    "train": ("model", "data", "optim", "trainer", "logger"),
+    "train": ("model", "data", "optim", "trainer", "logger", "init"),
     "eval": ("model", "data"),
 }
-NESTED = {"trainer": TrainerSettings}  # sections that are one fixed schema, not a group
+# sections that are one fixed schema, not a group
+NESTED = {"trainer": TrainerSettings, "init": InitSettings}
 
 
 def app_schema(app: str) -> type:
     """The structured config of an app's top level (`zoo_train_schema`, `zoo_eval_schema`)."""
     fields: list[tuple[str, Any, Any]] = []
     for s in decl.settings_of(decl.declaration("app", app)):
-        default = list(s.default) if isinstance(s.default, list) else s.default
-        fields.append((s.name, decl.config_type(s.type), field(default=default)))
+        if isinstance(s.default, list | dict):  # a fresh copy for each instance
+            default = field(default_factory=lambda d=s.default: type(d)(d))
+        else:
+            default = field(default=s.default)
+        fields.append((s.name, decl.config_type(s.type), default))
     for section in APP_SECTIONS[app]:
         if section in NESTED:
             node = decl.schema("app", section, decl.settings_of(NESTED[section]))
-            fields.append((section, node, field(default_factory=node)))
+            fields.append((section, node, field(default=node)))  # OmegaConf reads the class
         else:
             fields.append((section, Any, field(default=None)))
     cls = make_dataclass(f"zoo_{app}_schema", fields)
@@ -224,6 +258,12 @@ def validate(cfg: DictConfig, app: str | None = None) -> None:
             _check_loggers(node)
         elif node is not None:
             _check_group(node, section)
+    resume, start = OmegaConf.select(cfg, "trainer.resume"), OmegaConf.select(cfg, "init.from")
+    if app == "train" and resume and start:
+        raise ZooError(
+            "init.from and trainer.resume=true cannot be combined: a resumed run continues from "
+            "its own checkpoint (resume a fine-tuning run without init.from)"
+        )
 
 
 def _top_keys(app: str) -> list[str]:

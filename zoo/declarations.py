@@ -21,11 +21,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import keyword
 import math
 import operator
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field
 from typing import Any, Literal
 
@@ -141,8 +142,20 @@ def settings_of(cls: type) -> list[Setting]:
             default = REQUIRED
         rule = f.metadata.get("zoo", Rule())
         _check_supported(cls.__name__, f.name, hints[f.name])
-        result.append(Setting(f.name, hints[f.name], default, rule))
+        result.append(Setting(config_key(f.name), hints[f.name], default, rule))
     return result
+
+
+def config_key(attribute: str) -> str:
+    """The setting a dataclass field declares: its name, except that a trailing underscore lets a
+    setting be named like a Python keyword (PEP 8's convention): the field `from_` is `from`."""
+    name = attribute.removesuffix("_")
+    return name if attribute.endswith("_") and keyword.iskeyword(name) else attribute
+
+
+def _attribute(key: str) -> str:
+    """The dataclass field of the setting `key` (the inverse of `config_key`)."""
+    return f"{key}_" if keyword.iskeyword(key) else key
 
 
 def from_signature(
@@ -151,7 +164,8 @@ def from_signature(
     """Settings from a constructor's annotated parameters and their defaults.
 
     Raises SettingError naming the first parameter the config cannot express (no annotation, a
-    type other than int, float, str, bool, Literal[...], list of these, or optional of these)."""
+    type other than int, float, str, bool, Literal[...], lists, dict[str, ...] and fixed tuples
+    of these, unions of these, or optional of these)."""
     hints = typing.get_type_hints(func)
     owner = getattr(func, "__qualname__", "the constructor").removesuffix(".__init__")
     result = []
@@ -183,6 +197,13 @@ def _parts(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
+def _members(annotation: Any) -> tuple[Any, ...]:
+    """The types of a union (`int | str`), else none."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return typing.get_args(annotation)
+    return ()
+
+
 def _item_type(annotation: Any) -> Any | None:
     """The item type of a list-like annotation (list[int], Sequence[int], tuple[int, ...])."""
     origin = typing.get_origin(annotation)
@@ -194,15 +215,40 @@ def _item_type(annotation: Any) -> Any | None:
     return None
 
 
+def _value_type(annotation: Any) -> Any | None:
+    """The value type of a mapping annotation with string keys (dict[str, float])."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (dict, Mapping) and len(args) == 2 and args[0] is str:
+        return args[1]
+    return None
+
+
+def _fixed_types(annotation: Any) -> tuple[Any, ...] | None:
+    """The entries' types of a fixed-length tuple annotation (tuple[str, str])."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is tuple and args and Ellipsis not in args:
+        return args
+    return None
+
+
+def _supported(kind: Any) -> bool:
+    if kind in _SCALARS or typing.get_origin(kind) is Literal:
+        return True
+    if _members(kind):
+        return all(_supported(k) for k in _members(kind))
+    inner = _item_type(kind) or _value_type(kind)
+    if inner is not None:
+        return _supported(inner)
+    fixed = _fixed_types(kind)
+    return fixed is not None and all(map(_supported, fixed))
+
+
 def _check_supported(owner: str, name: str, annotation: Any) -> None:
-    base, _ = _parts(annotation)
-    item = _item_type(base)
-    ok = base in _SCALARS or typing.get_origin(base) is Literal
-    ok = ok or (item is not None and (item in _SCALARS or typing.get_origin(item) is Literal))
-    if not ok:
+    if not _supported(_parts(annotation)[0]):
         raise SettingError(
             f"{owner}: argument {name!r} has type {_type_name(annotation)}, which a config "
-            "cannot express (int, float, str, bool, Literal[...], list of these, or optional)"
+            "cannot express (int, float, str, bool, Literal[...], lists, dict[str, ...] and "
+            "fixed tuples of these, unions of these, or optional)"
         )
 
 
@@ -253,22 +299,28 @@ def requirement(s: Setting, value: Any = None) -> str:
     """What a valid value of `s` is, in words: `an integer >= 1 and <= 4096`. The bound every
     integer has (2**31 - 1) is named only for a `value` past it."""
     base, optional = _parts(s.type)
-    item = _item_type(base)
-    kind = item if item is not None else base
-    if s.rule.choices:
-        words = "one of " + ", ".join(map(str, s.rule.choices))
-    else:
-        words = _describe(kind)
-        big = isinstance(value, int) and value > MAX_INT
-        bounds = [f"{op} {_number(b)}" for op, b, _ in _bounds(s.rule, kind, implicit=big)]
-        if kind is float:
-            words = "a finite number"
-        if bounds:
-            words += " " + " and ".join(bounds)
-    if item is not None:
-        count = f"{s.rule.min_items} to " if s.rule.min_items else "at most "
-        words = f"a list of {count}{s.rule.max_items} entries, each {words}"
+    words = _words(s, base, value, outer=True)
     return f"null or {words}" if optional else words
+
+
+def _words(s: Setting, kind: Any, value: Any, outer: bool) -> str:
+    """What fits `kind`; the entry counts of the rule apply to the outermost list or mapping."""
+    if _members(kind):
+        return " or ".join(_words(s, k, value, outer) for k in _members(kind))
+    low, high = (s.rule.min_items, s.rule.max_items) if outer else (0, MAX_LIST)
+    count = f"{low} to {high}" if low else f"at most {high}"
+    if (item := _item_type(kind)) is not None:
+        return f"a list of {count} entries, each {_words(s, item, None, False)}"
+    if (inner := _value_type(kind)) is not None:
+        return f"a mapping of {count} entries, each to {_words(s, inner, None, False)}"
+    if (fixed := _fixed_types(kind)) is not None:
+        return "[" + ", ".join(_words(s, k, None, False) for k in fixed) + "]"
+    if s.rule.choices:
+        return "one of " + ", ".join(map(str, s.rule.choices))
+    words = "a finite number" if kind is float else _describe(kind)
+    big = isinstance(value, int) and value > MAX_INT
+    bounds = [f"{op} {_number(b)}" for op, b, _ in _bounds(s.rule, kind, implicit=big)]
+    return f"{words} {' and '.join(bounds)}" if bounds else words
 
 
 def _number(value: float) -> str:
@@ -280,12 +332,32 @@ def check_value(s: Setting, value: Any) -> str | None:
     base, optional = _parts(s.type)
     if value is None:
         return None if optional else requirement(s)
-    item = _item_type(base)
-    if item is not None:
-        if not _is_list(value) or not (s.rule.min_items <= len(value) <= s.rule.max_items):
-            return requirement(s)
-        return requirement(s) if any(not _one_ok(s, item, v) for v in value) else None
-    return None if _one_ok(s, base, value) else requirement(s)
+    return None if _fits(s, base, value, outer=True) else requirement(s)
+
+
+def _fits(s: Setting, kind: Any, value: Any, outer: bool) -> bool:
+    if _members(kind):  # e.g. int | str
+        return any(_fits(s, k, value, outer) for k in _members(kind))
+    low, high = (s.rule.min_items, s.rule.max_items) if outer else (0, MAX_LIST)
+    if (item := _item_type(kind)) is not None:
+        return (
+            _is_list(value)
+            and low <= len(value) <= high
+            and all(_fits(s, item, v, False) for v in value)
+        )
+    if (inner := _value_type(kind)) is not None:
+        return (
+            isinstance(value, Mapping)
+            and low <= len(value) <= high
+            and all(isinstance(k, str) and _fits(s, inner, v, False) for k, v in value.items())
+        )
+    if (fixed := _fixed_types(kind)) is not None:
+        return (
+            _is_list(value)
+            and len(value) == len(fixed)
+            and all(_fits(s, k, v, False) for k, v in zip(fixed, value, strict=True))
+        )
+    return _one_ok(s, kind, value)
 
 
 def _is_list(value: Any) -> bool:
@@ -294,8 +366,6 @@ def _is_list(value: Any) -> bool:
 
 
 def _one_ok(s: Setting, kind: Any, value: Any) -> bool:
-    if typing.get_origin(kind) in (typing.Union, types.UnionType):  # e.g. int | str
-        return any(_one_ok(s, k, value) for k in typing.get_args(kind))
     if not _scalar_ok(kind, value):
         return False
     if s.rule.choices and value not in s.rule.choices:
@@ -320,7 +390,7 @@ def check_values(
     _check_each(settings, values, prefix)
     if declaration is not None and hasattr(declaration, "__post_init__"):
         names = {s.name for s in settings}
-        declaration(**{k: v for k, v in values.items() if k in names})
+        declaration(**{_attribute(k): v for k, v in values.items() if k in names})
 
 
 def _check_each(settings: Sequence[Setting], values: dict[str, Any], prefix: str) -> None:
@@ -354,9 +424,13 @@ def config_type(annotation: Any) -> Any:
     """The annotation as OmegaConf can type it: Literal becomes its values' type; unions of
     several types become Any (the value checks still apply)."""
     base, optional = _parts(annotation)
-    item = _item_type(base)
+    item, inner = _item_type(base), _value_type(base)
+    if _members(base) or _fixed_types(base):
+        return Any
     if item is not None:
         kind = list[config_type(item)]
+    elif inner is not None:
+        kind = dict[str, config_type(inner)]
     elif typing.get_origin(base) is Literal:
         kind = type(typing.get_args(base)[0])
     elif base in _SCALARS:
@@ -381,11 +455,32 @@ def schema(
         elif isinstance(s.default, list | tuple):
             frozen = tuple(s.default)
             fields.append((s.name, kind, field(default_factory=lambda f=frozen: list(f))))
+        elif isinstance(s.default, dict):
+            fields.append((s.name, kind, field(default_factory=_open_mapping(s.default))))
         else:
             fields.append((s.name, kind, field(default=s.default)))
-    cls = dataclasses.make_dataclass(f"{group}_{name}_schema".replace("-", "_"), fields)
+    cls = _schema_class(f"{group}_{name}_schema".replace("-", "_"), fields)
     cls.zoo_group, cls.zoo_name = group, name
     return cls
+
+
+def _open_mapping(default: dict[str, Any]) -> Callable[[], Any]:
+    """A mapping setting's default as a node that takes new keys: Hydra makes the composed config
+    a struct, so `optim.lr_mult={head:10}` on the command line could not add `head` otherwise."""
+    from omegaconf import OmegaConf
+
+    return lambda: OmegaConf.create(dict(default), flags={"struct": False})
+
+
+def _schema_class(name: str, fields: list[tuple[str, Any, Any]]) -> type:
+    """`dataclasses.make_dataclass`, also with a field named like a Python keyword (`from`),
+    which make_dataclass refuses: such a class is only a schema, whose fields OmegaConf reads
+    and whose `__init__` (which could not name the field) it never calls."""
+    if not any(keyword.iskeyword(key) for key, _, _ in fields):
+        return dataclasses.make_dataclass(name, fields)
+    namespace = {"__annotations__": {key: kind for key, kind, _ in fields}}
+    namespace |= {key: default for key, _, default in fields}
+    return dataclass(type(name, (), namespace), init=False, repr=False, eq=False)
 
 
 def describe(s: Setting, value: Any, prefix: str = "") -> str:
@@ -404,4 +499,6 @@ def as_text(value: Any) -> str:
         return str(value).lower()
     if _is_list(value):
         return "[" + ",".join(map(as_text, value)) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{key}:{as_text(v)}" for key, v in value.items()) + "}"
     return str(value)

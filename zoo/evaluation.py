@@ -147,3 +147,27 @@ def last_logged(path: Path) -> dict[str, Any]:
         if isinstance(r.get("val_loss"), float) and math.isfinite(r["val_loss"])
     ]
     return evaluated[-1] if evaluated else {}
+
+
+def print_weights(cfg: DictConfig) -> None:
+    """`mode=inspect`: per-path statistics of `source`'s saved weights; `mode=diff`: how `a`
+    differs from `b`, path by path. Both read the tensors from the files; nothing is trained."""
+    from zoo.inspection import diff_weights, format_diff, format_inspection, inspect_weights
+
+    paths = list(cfg.paths) or None
+    if cfg.mode == "inspect":
+        if cfg.source is None:
+            raise ZooError(
+                "mode=inspect needs source=<a run, checkpoint step or pretrained directory>"
+            )
+        rows = inspect_weights(cfg.source, paths)
+        print(f"weights of {cfg.source}\n{format_inspection(rows)}")
+        return
+    missing = [key for key in ("a", "b") if cfg[key] is None]
+    if missing:
+        raise ZooError(
+            f"mode=diff needs a=<source> and b=<source> (runs, checkpoint steps or pretrained "
+            f"directories); {' and '.join(missing)} not given"
+        )
+    diff = diff_weights(cfg.a, cfg.b, paths)
+    print(f"a = {cfg.a}\nb = {cfg.b}\n{format_diff(diff)}")

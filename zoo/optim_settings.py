@@ -8,9 +8,20 @@ from dataclasses import dataclass
 from zoo.declarations import declare, setting
 
 
+@dataclass(frozen=True, kw_only=True)
+class ParamGroupSettings:
+    """Shared by every optimizer: parameters chosen by path pattern (zoo.paths) are frozen or get
+    their own learning rate (zoo.param_groups)."""
+
+    freeze: list[str] = setting([], "path patterns of parameters left as they are (no state)")
+    lr_mult: dict[str, float] = setting(
+        {}, "learning-rate factor by path pattern (the first that matches)", gt=0
+    )
+
+
 @declare("optim", "adam")
 @dataclass(frozen=True)
-class AdamSettings:
+class AdamSettings(ParamGroupSettings):
     """Adam (optax.adam)."""
 
     lr: float = setting(1e-2, "learning rate", gt=0)
@@ -29,7 +40,7 @@ class AdamWSettings(AdamSettings):
 
 @declare("optim", "sgd")
 @dataclass(frozen=True)
-class SGDSettings:
+class SGDSettings(ParamGroupSettings):
     """Stochastic gradient descent with momentum (optax.sgd)."""
 
     lr: float = setting(1e-1, "learning rate", gt=0)

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from zoo.build import Run, build_run
 from zoo.errors import ZooError
 from zoo.files import write_atomically
+from zoo.finetune import INIT_REPORT
 from zoo.loop import log_points, run_chunks
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
         if primary:
             write_atomically(run_dir / RUN_CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
         state, record = starting_state(ckpts, run.state, trainer.resume, metrics_path)
+        if primary and run.init_report is not None:  # a fresh run: init.from excludes resume
+            run.init_report.save(run_dir / INIT_REPORT)
         start = int(state.step)
         if start > run.steps:
             raise ZooError(f"the checkpoint is at step {start}, past trainer.steps={run.steps}")

@@ -1,0 +1,77 @@
+"""A run that starts from saved weights and trains only part of the model: the `init.*` settings
+(weights from another run, a checkpoint step or a pretrained directory, by state path) and
+`optim.freeze` / `optim.lr_mult` (parameter groups by path pattern), applied while a run is built.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import optax
+from flax import nnx
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from zoo.errors import ZooError
+from zoo.param_groups import param_groups, partition_optimizer
+from zoo.surgery import LoadReport, load_weights, plan_load
+from zoo.weights import open_source
+
+log = logging.getLogger(__name__)
+
+INIT_REPORT = "init_report.json"  # in the run directory: what init.from loaded, path by path
+
+
+def _plain(value: Any) -> Any:
+    """A config node as plain Python lists and dicts."""
+    if isinstance(value, DictConfig | ListConfig):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+def load_initial_weights(model: nnx.Module, init_cfg: Any) -> LoadReport | None:
+    """Copy the weights `init.from` names into `model`, as `init.rename`, `init.include` and
+    `init.exclude` say, and log the report; None when `init.from` is null.
+
+    With `init.strict`, a source that does not fit (a path missing, unexpected or of another
+    shape) is one ZooError listing every difference, and nothing is loaded."""
+    source_path = init_cfg.get("from") if init_cfg is not None else None
+    if source_path is None:
+        return None
+    source = open_source(source_path)
+    options = {
+        "rename": _plain(init_cfg.get("rename")),
+        "include": _plain(init_cfg.get("include")) or None,
+        "exclude": _plain(init_cfg.get("exclude")) or None,
+    }
+    try:
+        planned = plan_load(model, source, strict=False, **options)
+    except ZooError as err:  # name the setting: `init.exclude pattern 'hed' matches no path`
+        if str(err).startswith(("rename", "include", "exclude")):
+            raise ZooError(f"init.{err}") from None
+        raise
+    if init_cfg.get("strict", True) and not planned.ok:
+        raise ZooError(
+            f"{planned.problem_line()} (init.strict=false loads what fits and leaves the rest "
+            "as initialised; init.exclude=[pattern,...] leaves paths out)"
+        )
+    report = load_weights(model, source, strict=False, **options)
+    log.info("initial weights (init.from=%s):\n%s", source_path, report.table())
+    return report
+
+
+def with_param_groups(
+    tx: optax.GradientTransformation, params: nnx.State, optim_cfg: Any
+) -> optax.GradientTransformation:
+    """`tx` with `optim.freeze` (no update, no optimizer state) and `optim.lr_mult` (a factor on
+    the learning rate, first matching pattern) applied by path; `tx` itself without them."""
+    groups = param_groups(
+        params,
+        freeze=_plain(optim_cfg.get("freeze")) or (),
+        lr_mult=_plain(optim_cfg.get("lr_mult")) or None,
+        freeze_key="optim.freeze",
+        lr_mult_key="optim.lr_mult",
+    )
+    if not groups.trivial:
+        log.info("parameter groups: %s", groups.describe())
+    return partition_optimizer(tx, groups)
