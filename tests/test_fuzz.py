@@ -170,6 +170,14 @@ def cases(tmp_path_factory) -> list[tuple[str, list[str], str]]:
         (f"data=csv data.path={d}/nohead.csv data.target=price", "no column 'price'"),
         (f"data=csv data.path={d}/words.csv", "data.target is required"),
     ]
+    surgery = [
+        (f"init.from={d}/missing", "init.from"),
+        (f"init.from={d}/afile", "init.from"),
+        (f"init.from={damaged}", "init.from"),
+        ("optim.freeze=[nothing/here]", "optim.freeze"),
+        ("optim.lr_mult={middle:0}", "optim.lr_mult"),
+        ("init.exclude=[head]", "init"),
+    ]
     directories = [
         (f"hydra.run.dir={d}/afile", "afile"),
         (f"hydra.run.dir={d}/afile/below", "afile"),
@@ -185,10 +193,13 @@ def cases(tmp_path_factory) -> list[tuple[str, list[str], str]]:
         ("mode=bogus", "mode='bogus' is invalid"),
         (f"mode=summary run_dir={d}/zero", "config.json"),
         ("+eval.bogus=1", "unknown key eval"),
+        ("mode=inspect", "source"),
+        (f"mode=inspect source={d}/missing", "missing"),
+        (f"mode=diff a={d}/missing b={d}/afile", "missing"),
     ]
     table = [
         (t, [*a.split(), f"hydra.run.dir={d}/run{i}"], m)
-        for i, (a, m) in enumerate(values + data_files)
+        for i, (a, m) in enumerate(values + data_files + surgery)
     ]
     table += [(t, a.split(), m) for a, m in directories]
     table += [("eval", a.split(), m) for a, m in evals]

@@ -38,7 +38,10 @@ def load_initial_weights(model: nnx.Module, init_cfg: Any) -> LoadReport | None:
     source_path = init_cfg.get("from") if init_cfg is not None else None
     if source_path is None:
         return None
-    source = open_source(source_path)
+    try:
+        source = open_source(source_path)
+    except ZooError as err:
+        raise ZooError(f"init.from={source_path}: {err}") from None
     options = {
         "rename": _plain(init_cfg.get("rename")),
         "include": _plain(init_cfg.get("include")) or None,
