@@ -57,7 +57,7 @@ def test_optimizer_choices_compose_with_lr(optim):
         "model.depht=3",
         "trainer.batch_size=1.5",
         "optim.lr=fast",
-        "optim=rmsprop",
+        "optim=adagrad",
         "model=nope",
         "trainer.stepz=3",
     ],

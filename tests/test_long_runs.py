@@ -410,6 +410,61 @@ def test_sigkill_at_any_moment_then_resume_gives_the_uninterrupted_run(tmp_path,
         np.testing.assert_array_equal(resumed[key], value)
 
 
+# Every recipe that keeps state: a schedule (its count), clipping, accumulation, an EMA, and a
+# monitor whose best is the first evaluation (max of a falling loss), so a resume that forgot
+# it would write a later one to best/.
+RECIPE_RUN = [
+    "trainer.steps=120",
+    "trainer.log_every=2",
+    "trainer.eval_every=10",
+    "trainer.ckpt_every=10",
+    "trainer.keep_checkpoints=2",
+    "trainer.batch_size=64",
+    "trainer.accumulate=2",
+    "trainer.ema=0.9",
+    "trainer.monitor_mode=max",
+    "trainer.patience=100",
+    "optim.schedule=cosine",
+    "optim.warmup_steps=20",
+    "optim.clip_norm=0.5",
+]
+
+
+def last_meta(run_dir: Path) -> dict:
+    step = max(complete_steps(run_dir))
+    return json.loads((run_dir / "checkpoints" / str(step) / "meta" / "metadata").read_text())
+
+
+def test_sigkill_twice_with_every_recipe_then_resume_gives_the_uninterrupted_run(tmp_path):
+    uninterrupted = tmp_path / "uninterrupted"
+    train_in_process(uninterrupted, *RECIPE_RUN)
+    run_dir, log = tmp_path / "run", tmp_path / "log"
+
+    # 1. between checkpoints (none being written)
+    proc = start_run(run_dir, log, *RECIPE_RUN)
+    stop_when(
+        proc, lambda: max(complete_steps(run_dir), default=0) >= 30 and not partial_saves(run_dir)
+    )
+    # 2. in the middle of a save, after the next evaluation at least
+    proc = start_run(run_dir, log, *RECIPE_RUN, "trainer.resume=true")
+    latest = max(complete_steps(run_dir))
+    stop_when(
+        proc, lambda: any(int(p.name.split(".")[0]) > latest + 10 for p in partial_saves(run_dir))
+    )
+    assert partial_saves(run_dir) and max(complete_steps(run_dir)) < 120
+
+    # 3. to the end
+    result = run_script("train.py", f"hydra.run.dir={run_dir}", *RECIPE_RUN, "trainer.resume=true")
+    assert result.returncode == 0, result.stderr
+    assert records(run_dir) == records(uninterrupted)
+    assert last_meta(run_dir)["monitor"] == last_meta(uninterrupted)["monitor"]
+    assert last_meta(run_dir)["monitor"]["best_step"] == 10
+    for saved in ("model", "best"):
+        resumed = load_file(str(run_dir / saved / "model.safetensors"))
+        for key, value in load_file(str(uninterrupted / saved / "model.safetensors")).items():
+            np.testing.assert_array_equal(resumed[key], value)
+
+
 def test_ctrl_c_saves_at_the_current_step_exits_130_and_resumes_and_a_second_run_is_refused(
     tmp_path, uninterrupted
 ):

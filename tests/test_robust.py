@@ -362,7 +362,7 @@ def test_the_estimate_counts_state_data_and_batch_exactly_for_the_default_run():
     name, kwargs = model_kwargs(cfg.model)
     model = nnx.eval_shape(lambda: build_model(name, kwargs, 0))
     estimate = memory.check_training_fits(
-        model, make_optimizer(cfg.optim), data, 256, [], log_points=21
+        model, make_optimizer(cfg).tx, data, 256, [], log_points=21
     )
     params = 4 * 8 + 8  # floats
     assert estimate.state == 4 * (2 * params) + 4 * (1 + 2 * params)  # + grads, adam count, mu, nu

@@ -101,7 +101,7 @@ def build_run(cfg: DictConfig) -> Run:
     name, kwargs = model_kwargs(cfg.model)
     data = make_dataset(cfg.data, cfg.model)
     kwargs = fit_to_data(kwargs, data)
-    tx = make_optimizer(cfg.optim)
+    tx, learning_rate = make_optimizer(cfg)
     memory.check_training_fits(  # from shapes alone, before the model or its state exists
         nnx.eval_shape(lambda: build_model(name, kwargs, cfg.seed)),
         tx,
@@ -120,12 +120,21 @@ def build_run(cfg: DictConfig) -> Run:
     tx = with_param_groups(tx, params, cfg.optim)
     eval_graphdef = nnx.graphdef(model)
     step0 = jnp.zeros((), jnp.int32)  # not weakly typed, like a restored step
-    state = TrainState(params, rest, tx.init(params), step0, jax.random.key(cfg.seed))
+    ema = None if trainer.ema is None else jax.tree.map(jnp.copy, params)
+    state = TrainState(params, rest, tx.init(params), step0, jax.random.key(cfg.seed), ema)
     state = parallel.replicate(state, mesh)
     x, y, x_val, y_val = parallel.replicate(data.arrays(), mesh)
     data = replace(data, x_train=x, y_train=y, x_val=x_val, y_val=y_val)
     train_chunk, evaluate = make_steps(
-        graphdef, eval_graphdef, tx, data.task, trainer.batch_size, mesh
+        graphdef,
+        eval_graphdef,
+        tx,
+        data.task,
+        trainer.batch_size,
+        mesh,
+        learning_rate=learning_rate,
+        accumulate=trainer.accumulate,
+        ema=trainer.ema,
     )
     return Run(
         name,

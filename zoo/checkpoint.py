@@ -35,13 +35,17 @@ RESUMABLE_CHANGES = {"trainer.resume", "trainer.steps", "trainer.keep_checkpoint
 # --- the state as orbax sees it ----------------------------------------------------------------
 
 
-def _to_saved(state: Any) -> Any:
-    return state._replace(data_key=jax.random.key_data(state.data_key))
+def _to_saved(state: Any) -> dict[str, Any]:
+    """The state's fields by name; one that is None (no EMA) is left out, as in the checkpoints
+    of runs from before it existed."""
+    saved = state._replace(data_key=jax.random.key_data(state.data_key))._asdict()
+    return {name: value for name, value in saved.items() if value is not None}
 
 
-def _from_saved(saved: Any, like: Any) -> Any:
+def _from_saved(saved: dict[str, Any], like: Any) -> Any:
     impl = jax.random.key_impl(like.data_key)
-    return saved._replace(data_key=jax.random.wrap_key_data(saved.data_key, impl=impl))
+    data_key = jax.random.wrap_key_data(saved["data_key"], impl=impl)
+    return type(like)(**saved)._replace(data_key=data_key)
 
 
 def _layout(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -83,6 +87,7 @@ class Checkpoints:
     def __init__(self, directory: str | os.PathLike, keep: int, cfg: DictConfig) -> None:
         self.directory = Path(directory).absolute()  # orbax wants absolute paths
         self._config = OmegaConf.to_container(cfg, resolve=True)
+        self.restored_meta: dict[str, Any] | None = None  # the meta of the checkpoint restored
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._remove_partial_saves()
@@ -120,12 +125,13 @@ class Checkpoints:
         steps = self.steps()
         return steps[-1] if steps else None
 
-    def save(self, state: Any) -> None:
-        """Start saving `state` at its step (once a step); the write ends in the background."""
+    def save(self, state: Any, **extra: Any) -> None:
+        """Start saving `state` at its step (once a step); the write ends in the background.
+        `extra` (JSON) goes into the checkpoint's meta, for `restored_meta` on resume."""
         step = int(state.step)
         if step in self._manager.all_steps():
             return
-        meta = {"step": step, "config": self._config}
+        meta = {"step": step, "config": self._config} | extra
         args = ocp.args.Composite(
             state=ocp.args.StandardSave(_to_saved(state)), meta=ocp.args.JsonSave(meta)
         )
@@ -158,11 +164,21 @@ class Checkpoints:
             args = ocp.args.Composite(state=ocp.args.StandardRestore(target))
             restored = self._manager.restore(step, args=args)["state"]
         except Exception as err:
+            if "tree structures do not match" in str(err):  # e.g. a mask added to the optimizer
+                saved_cfg = meta["meta"].get("config") if isinstance(meta["meta"], dict) else None
+                changed = _changes(saved_cfg, self._config, new_keys=True)
+                because = f" (config changes: {', '.join(changed)})" if changed else ""
+                raise ZooError(
+                    f"cannot resume from {where}: this config changes the structure of the "
+                    f"optimizer state{because}; resume with the run's config or use a new "
+                    "hydra.run.dir"
+                ) from err
             raise ZooError(
                 f"checkpoint {where} is corrupt ({_first_line(err)}); {fallback}"
             ) from err
-        if int(restored.step) != step or not _all_finite(restored.params):
+        if int(restored["step"]) != step or not _all_finite(restored["params"]):
             raise ZooError(f"checkpoint {where} is corrupt (wrong step or values); {fallback}")
+        self.restored_meta = meta["meta"] if isinstance(meta["meta"], dict) else {}
         return _from_saved(restored, like)
 
     def _check_fits(self, where: Path, on_disk: dict, wanted: dict, meta: Any) -> None:
@@ -194,13 +210,18 @@ def _shape(layout: dict, key: str) -> str:
     return str(layout[key][0]) if key in layout else "absent"
 
 
-def _changes(saved: Any, current: Any) -> list[str]:
+def _changes(saved: Any, current: Any, *, new_keys: bool = False) -> list[str]:
+    """`key: old -> new` for each setting that differs. Keys the saved config lacks are settings
+    added to the zoo since, whose defaults keep the old behaviour: listed only with `new_keys`."""
     if not isinstance(saved, dict):
         return []
     old, new = _flat_config(saved), _flat_config(current)
-    keys = sorted((old.keys() | new.keys()) - RESUMABLE_CHANGES)
+    resumable = RESUMABLE_CHANGES
+    if new.get("optim.schedule", "constant") != "constant":  # the schedule spans trainer.steps
+        resumable = resumable - {"trainer.steps"}
+    keys = sorted((old.keys() | (new.keys() if new_keys else set())) - resumable)
     keys = [k for k in keys if not k.startswith("init.")]  # a resume's weights: the checkpoint's
-    return [f"{k}: {old.get(k)} -> {new.get(k)}" for k in keys if old.get(k) != new.get(k)]
+    return [f"{k}: {old.get(k, '(new)')} -> {new.get(k)}" for k in keys if old.get(k) != new.get(k)]
 
 
 def _first_line(err: BaseException) -> str:

@@ -169,8 +169,7 @@ def _train_task(cfg: Any) -> float:
     validate(cfg, "train")
     from zoo.training import train
 
-    metrics = train(cfg, HydraConfig.get().runtime.output_dir)
-    return metrics.get("val_loss", metrics.get("train_loss", float("nan")))
+    return train(cfg, HydraConfig.get().runtime.output_dir)["optimized_metric"]
 
 
 def _eval_task(cfg: Any) -> None:

@@ -47,12 +47,29 @@ class TrainerSettings:
     coordinator_address: str | None = setting(None, "process 0's host:port (outside SLURM/MPI)")
     num_processes: int | None = setting(None, "processes in the run (outside SLURM/MPI)", ge=1)
     process_id: int | None = setting(None, "this process's index (outside SLURM/MPI)", ge=0)
+    # training recipes (zoo/gradients.py, zoo/loop.py, zoo/monitor.py)
+    accumulate: int = setting(1, "batches of batch_size averaged into each update", ge=1, le=4096)
+    ema: float | None = setting(
+        None, "decay of a moving average of the weights, validated and saved; null: off", gt=0, lt=1
+    )
+    monitor: str = setting("val_loss", "the logged metric that picks the best model (best/)")
+    monitor_mode: str = setting(
+        "min", "whether the best monitor value is the min or max", choices=("min", "max")
+    )
+    patience: int | None = setting(
+        None, "stop after this many evaluations without a better monitor value; null: never", ge=1
+    )
 
     def __post_init__(self) -> None:
         devices = self.devices
         if devices != "auto" and not (devices.isdigit() and 1 <= int(devices) <= 1 << 16):
             raise decl.SettingError(
                 f"trainer.devices={devices!r} is invalid: must be auto or an integer >= 1"
+            )
+        if self.accumulate * self.batch_size > 1 << 24:
+            raise decl.SettingError(
+                f"trainer.accumulate * trainer.batch_size = {self.accumulate * self.batch_size} "
+                f"examples per update is more than {1 << 24}"
             )
         address = self.coordinator_address
         if address is not None and not address.rpartition(":")[2].isdigit():
@@ -264,6 +281,10 @@ def validate(cfg: DictConfig, app: str | None = None) -> None:
             "init.from and trainer.resume=true cannot be combined: a resumed run continues from "
             "its own checkpoint (resume a fine-tuning run without init.from)"
         )
+    if app == "train":
+        from zoo.optim_settings import check_against_trainer
+
+        check_against_trainer(cfg.optim, cfg.trainer)
 
 
 def _top_keys(app: str) -> list[str]:

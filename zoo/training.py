@@ -16,15 +16,17 @@ from zoo.build import Run, build_run
 from zoo.errors import ZooError
 from zoo.files import write_atomically
 from zoo.finetune import INIT_REPORT
-from zoo.loop import log_points, run_chunks
+from zoo.loop import TrainState, evaluates_at, log_points, logged_metrics, run_chunks, weights
+from zoo.monitor import Monitor
 
 log = logging.getLogger(__name__)
 RUN_CONFIG = "config.yaml"  # the run's resolved config, written by the zoo into its directory
 
 
 def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
-    """Train the configured model; write config.yaml, metrics.jsonl, checkpoints/ and model/
-    into `run_dir`. Returns the last logged metrics.
+    """Train the configured model; write config.yaml, metrics.jsonl, checkpoints/, best/ and
+    model/ into `run_dir`. Returns the last logged metrics and `optimized_metric`, the best value
+    of `trainer.monitor`. With `trainer.patience`, stops early once it stops improving.
 
     The run locks `run_dir` before writing anything. With `trainer.resume`, it continues from the
     latest checkpoint; without it, a `run_dir` holding an earlier run's results is refused. On
@@ -37,11 +39,12 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
     from zoo import rundir
     from zoo.checkpoint import Checkpoints, starting_state
     from zoo.interrupts import StopRequest
-    from zoo.pretrained import save_pretrained
     from zoo.reporting import Reporter
 
     run_dir, trainer = Path(run_dir), cfg.trainer
     run = build_run(cfg)
+    monitor = Monitor.from_config(trainer)  # best/ and early stopping
+    monitor.check_logged(logged_metrics(run))
     log_model(run)
     primary = jax.process_index() == 0
     ckpt_dir = checkpoint_dir(cfg, run_dir)
@@ -64,8 +67,14 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
         start = int(state.step)
         if start > run.steps:
             raise ZooError(f"the checkpoint is at step {start}, past trainer.steps={run.steps}")
-        ckpts.save(state)  # a fresh run's step 0: always a good checkpoint to go back to
+        if ckpts.restored_meta is not None:
+            monitor.restore(ckpts.restored_meta.get("monitor"))
+        # a fresh run's step 0: always a good checkpoint to go back to
+        ckpts.save(state, monitor=monitor.state())
         points = log_points(run.steps, run.log_every, run.eval_every, trainer.ckpt_every)
+        if monitor.exhausted:  # the run stopped early before: nothing left to train
+            log.info(monitor.stop_message(start))
+            points = []
         reporter = Reporter(
             run_dir if primary else None,  # other processes only log
             run.steps,
@@ -81,16 +90,38 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
                 metrics_file.flush()
                 reporter(record)
                 step = record["step"]
-                if step % trainer.ckpt_every == 0 or step == run.steps or stop.received:
-                    ckpts.save(state)  # after its record: a resume never misses a line
+                if monitor.update(record, evaluates_at(run, step)) and primary:
+                    save_model(run, state, run_dir / "best")  # before the checkpoint saying so
+                early = monitor.exhausted and step < run.steps
+                if step % trainer.ckpt_every == 0 or step == run.steps or stop.received or early:
+                    # after its record: a resume never misses a line
+                    ckpts.save(state, monitor=monitor.state())
+                if early:
+                    log.info(monitor.stop_message(step))
+                    break
                 if stop.received and step < run.steps:  # on the last step: finish the run
                     raise stop.stopped(step, ckpts.directory)  # leaving `ckpts` waits for the save
 
         if primary:  # still under StopRequest: a signal now lets the model be written whole
-            nnx.update(run.model, state.params, state.rest)
-            save_pretrained(run.model, run_dir / "model")
+            save_model(run, state, run_dir / "model")
             log.info("saved the trained model to %s", run_dir / "model")
-    return record
+            if monitor.best is not None:
+                log.info(
+                    "best %s=%.6g at step %d: its weights are in %s",
+                    monitor.metric,
+                    monitor.best,
+                    monitor.best_step,
+                    run_dir / "best",
+                )
+    return record | {"optimized_metric": monitor.optimized_metric}
+
+
+def save_model(run: Run, state: TrainState, directory: Path) -> None:
+    """The weights a run validates (the moving average, with trainer.ema) as a pretrained model."""
+    from zoo.pretrained import save_pretrained
+
+    nnx.update(run.model, weights(state), state.rest)
+    save_pretrained(run.model, directory)
 
 
 def log_model(run: Run) -> None:
