@@ -46,8 +46,20 @@ class TrainerSettings:
     coordinator_address: str | None = setting(None, "process 0's host:port (outside SLURM/MPI)")
     num_processes: int | None = setting(None, "processes in the run (outside SLURM/MPI)", ge=1)
     process_id: int | None = setting(None, "this process's index (outside SLURM/MPI)", ge=0)
+    checkpoints: bool = setting(True, "save checkpoints; false: none, so no resume (debug=fast)")
+    plots: bool = setting(True, "draw loss.png at the end of the run")
+    profile_chunks: int = setting(
+        0,
+        "trace this many dispatches after the first with jax.profiler into <run dir>/profile/",
+        ge=0,
+        le=1000,
+    )
 
     def __post_init__(self) -> None:
+        if self.resume and not self.checkpoints:
+            raise decl.SettingError(
+                "trainer.resume=true needs checkpoints: drop trainer.checkpoints=false"
+            )
         devices = self.devices
         if devices != "auto" and not (devices.isdigit() and 1 <= int(devices) <= 1 << 16):
             raise decl.SettingError(
@@ -128,6 +140,7 @@ def config_dir() -> Path | None:
 def load_declarations() -> None:
     """Import the zoo's own declarations of the model, data, optim groups (no JAX)."""
     import zoo.data_settings  # noqa: F401  (each of these declares its group's options)
+    import zoo.logger_settings  # noqa: F401
     import zoo.models.deep_nested_settings  # noqa: F401
     import zoo.models.mlp_settings  # noqa: F401
     import zoo.models.transformer_settings  # noqa: F401

@@ -16,6 +16,7 @@ from zoo.build import Run, build_run
 from zoo.errors import RunStopped, ZooError
 from zoo.files import write_atomically
 from zoo.loop import log_points, run_chunks
+from zoo.profiling import ChunkProfile
 
 log = logging.getLogger(__name__)
 RUN_CONFIG = "config.yaml"  # the run's resolved config, written by the zoo into its directory
@@ -31,7 +32,7 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
     """
     # Imported here: orbax puts a handler on the root logger at import, which would make a
     # later logging.basicConfig() in the importing program a silent no-op.
-    from zoo.checkpoint import Checkpoints, SigtermFlag, starting_state
+    from zoo.checkpoint import Checkpoints, NoCheckpoints, SigtermFlag, starting_state
     from zoo.pretrained import save_pretrained
     from zoo.reporting import Reporter
 
@@ -46,7 +47,9 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
         write_atomically(run_dir / RUN_CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
     with (
         SigtermFlag() as sigterm,  # outermost: a SIGTERM while the last save finishes is harmless
-        Checkpoints(ckpt_dir, trainer.keep_checkpoints, cfg) as ckpts,
+        Checkpoints(ckpt_dir, trainer.keep_checkpoints, cfg)
+        if trainer.checkpoints
+        else NoCheckpoints(ckpt_dir) as ckpts,
     ):
         state, record = starting_state(ckpts, run.state, trainer.resume, metrics_path)
         start = int(state.step)
@@ -58,16 +61,18 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
             run_dir if primary else None,  # other processes only log
             run.steps,
             start=start,
-            logger=cfg.get("logger"),
+            config=cfg,
             title=f"{run.name} on {cfg.data.name}",
             bar=None if primary else False,
         )
-        with open(metrics_path or os.devnull, "a") as metrics_file, reporter:
+        profile = ChunkProfile(run_dir / "profile", trainer.profile_chunks if primary else 0)
+        with open(metrics_path or os.devnull, "a") as metrics_file, reporter, profile:
             chunks = run_chunks(run, state, [p for p in points if p > start])
             for state, record in chunks:  # noqa: B007  (the state after the last one is kept)
                 metrics_file.write(json.dumps(record) + "\n")
                 metrics_file.flush()
                 reporter(record)
+                profile.chunk_done()
                 step = record["step"]
                 if step % trainer.ckpt_every == 0 or step == run.steps or sigterm.received:
                     ckpts.save(state)  # after its record: a resume never misses a line
@@ -76,11 +81,10 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
                         f"SIGTERM at step {step}: checkpoint saved in {ckpts.directory}; "
                         "continue with trainer.resume=true and the same hydra.run.dir"
                     )
-
-    if primary:
-        nnx.update(run.model, state.params, state.rest)
-        save_pretrained(run.model, run_dir / "model")
-        log.info("saved the trained model to %s", run_dir / "model")
+            if primary:  # inside the reporter's block: its loggers keep the model as an artifact
+                nnx.update(run.model, state.params, state.rest)
+                save_pretrained(run.model, run_dir / "model")
+                log.info("saved the trained model to %s", run_dir / "model")
     return record
 
 
