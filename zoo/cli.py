@@ -19,6 +19,8 @@ from zoo.errors import RunStopped, ZooError
 logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
 # Orbax logs every step of every save at INFO through absl.
 logging.getLogger("absl").setLevel(logging.WARNING)
+# Alembic (under Optuna and MLflow's stores) logs its plugins and migrations at INFO.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 _held: list[tuple[Any, io.StringIO]] = []  # (real stderr, what Hydra wrote before the job)
 
@@ -149,14 +151,26 @@ def _hydra_app(config_name: str, task: Callable[[Any], Any]) -> Callable[[], Any
 
 def _train_task(cfg: Any) -> float:
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
+    run_dir = HydraConfig.get().runtime.output_dir
+    if HydraConfig.get().mode == RunMode.MULTIRUN:  # a failed job must not end the sweep
+        from zoo.job_status import run_recorded
+
+        return run_recorded(run_dir, lambda: _train(cfg, run_dir))
+    return _train(cfg, run_dir)
+
+
+def _train(cfg: Any, run_dir: str) -> float:
     from zoo.config import validate
 
     validate(cfg, "train")
     from zoo.training import train
 
-    metrics = train(cfg, HydraConfig.get().runtime.output_dir)
-    return metrics.get("val_loss", metrics.get("train_loss", float("nan")))
+    metrics = train(cfg, run_dir)
+    # What a sweeper (hparams_search=...) minimises.
+    fallback = metrics.get("val_loss", metrics.get("train_loss", float("nan")))
+    return metrics.get("optimized_metric", fallback)
 
 
 def _eval_task(cfg: Any) -> None:

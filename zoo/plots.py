@@ -16,6 +16,7 @@ from typing import Any
 
 from zoo.errors import ZooError
 from zoo.files import replacing
+from zoo.job_status import OK, STATUS, read_status
 from zoo.metrics import natural_key, read_metrics
 
 Records = Sequence[dict[str, float]]
@@ -95,18 +96,24 @@ def _job_label(job_dir: Path) -> str:
 
 def plot_sweep(sweep_dir: str | Path, key: str = "val_loss") -> Path:
     """Every job's `key` curve from `<sweep_dir>/**/metrics.jsonl` in one picture,
-    `<sweep_dir>/sweep.png`, labelled by the job's overrides."""
+    `<sweep_dir>/sweep.png`, labelled by the job's overrides, and by its status if it diverged
+    or failed (such a job is in the legend even without a point)."""
     sweep_dir = Path(sweep_dir)
-    jobs = sorted((p.parent for p in sweep_dir.glob("*/**/metrics.jsonl")), key=natural_key)
+    found = [*sweep_dir.glob("*/**/metrics.jsonl"), *sweep_dir.glob(f"*/**/{STATUS}")]
+    jobs = sorted({p.parent for p in found}, key=natural_key)
     if not jobs:
         raise ZooError(f"{sweep_dir}: no job folders with a metrics.jsonl")
     fig, (ax,) = _figure(1)
     values_seen = []
     for job in jobs:
         steps, values = _series(read_metrics(job / "metrics.jsonl"), key)
+        status = read_status(job).get("status", OK)
+        label = _job_label(job) if status == OK else f"{_job_label(job)} ({status})"
         if steps:
-            ax.plot(steps, values, "o-", markersize=3, label=_job_label(job))
+            ax.plot(steps, values, "o-" if status == OK else "x--", markersize=3, label=label)
             values_seen += values
+        elif status != OK:  # failed before logging `key`: listed in the legend all the same
+            ax.plot([], [], "x", label=label)
     if not values_seen:
         raise ZooError(f"{sweep_dir}: no job logged {key}")
     if _log_scale_helps(values_seen):
