@@ -105,3 +105,74 @@ def test_each_sweep_job_refreshes_the_summary_and_a_single_run_writes_none(tmp_p
     config = job_end_config(RunMode.MULTIRUN, sweep / "lr" / "1", "lr/1")
     SweepSummary().on_job_end(config, job_return=None)
     assert (sweep / "summary.csv").read_text() == "job,optim.lr,step,train_loss\nlr/1,1,5,0.5\n"
+
+
+def test_a_sweep_goes_on_past_a_diverged_job_and_its_exit_status_says_so(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_script(
+        "train.py",
+        "-m",
+        "optim=sgd",
+        "optim.lr=0.01,1e30,0.05",
+        "trainer.steps=4",
+        "trainer.log_every=2",
+        "trainer.checkpoints=false",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    with open(sweep / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["optim.lr"], r["status"]) for r in rows] == [
+        ("0.01", "ok"),
+        ("1e+30", "diverged"),
+        ("0.05", "ok"),
+    ]
+    assert rows[1]["error"].startswith("train_loss became non-finite at step ")
+    assert rows[1]["val_loss"] == "" and rows[2]["val_loss"] != ""  # nothing logged, then on
+    assert float(rows[2]["val_loss"]) == last_metrics(sweep / "2")["val_loss"]
+    assert (sweep / "2" / "model" / "model.safetensors").is_file()  # the job after it finished
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors[0] == f"error: {rows[1]['error']}"  # the job's own line, as it happened
+    assert errors[-1] == "error: 1 of 3 jobs failed: 1 (diverged)"
+    assert (sweep / "sweep.png").is_file()
+
+
+def test_a_job_of_a_sweep_records_a_user_error_and_returns_nan(tmp_path, capsys):
+    from zoo.errors import ZooError
+    from zoo.job_status import read_status, run_recorded
+
+    def bad():
+        raise ZooError("model.depth=0 is invalid: must be an integer >= 1")
+
+    assert run_recorded(tmp_path, lambda: 0.5) == 0.5
+    assert read_status(tmp_path) == {"status": "ok"}
+    value = run_recorded(tmp_path, bad)
+    assert value != value  # nan: Optuna records a failed trial
+    assert read_status(tmp_path) == {
+        "status": "failed",
+        "error": "model.depth=0 is invalid: must be an integer >= 1",
+    }
+    assert capsys.readouterr().err == "error: model.depth=0 is invalid: must be an integer >= 1\n"
+
+
+def test_hparams_search_runs_optuna_trials_and_reports_the_best(tmp_path):
+    sweep = tmp_path / "search"
+    result = run_script(
+        "train.py",
+        "hparams_search=lr_optuna",
+        "hydra.sweeper.n_trials=2",
+        "trainer.steps=4",
+        "trainer.log_every=2",
+        "trainer.checkpoints=false",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(sweep / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert rows[0]["optim.lr"] != rows[1]["optim.lr"]  # drawn by the sampler
+    best = OmegaConf.load(sweep / "optimization_results.yaml")
+    assert best.best_value == min(float(r["val_loss"]) for r in rows)
+    (winner,) = [r for r in rows if float(r["val_loss"]) == best.best_value]
+    assert best.best_params["optim.lr"] == float(winner["optim.lr"])
+    assert "setup plugin alembic" not in result.stdout  # its INFO noise stays out of the log
