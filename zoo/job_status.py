@@ -49,6 +49,14 @@ def run_recorded(job_dir: str | Path, task: Callable[[], Any]) -> Any:
     return value
 
 
+def sweep_dir_of(job_dir: str | Path, subdir: str) -> Path:
+    """The sweep's directory from one job's: `hydra.sweep.subdir` (e.g. `3`, `lr/3`) is the
+    job's path under it."""
+    job_dir = Path(job_dir)
+    depth = len(Path(subdir).parts)
+    return job_dir.parents[depth - 1] if depth else job_dir
+
+
 def failures(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The summary rows of the jobs that diverged or failed."""
     return [row for row in rows if row.get("status") in (DIVERGED, FAILED)]

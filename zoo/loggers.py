@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from zoo.errors import ZooError
 from zoo.files import write_atomically
+from zoo.job_status import sweep_dir_of
 from zoo.metrics import read_metrics
 
 log = logging.getLogger(__name__)
@@ -70,13 +72,16 @@ def run_context(run_dir: str | os.PathLike) -> RunContext:
     saved = run_dir / ".hydra" / "hydra.yaml"
     if not saved.is_file():
         return RunContext(run_dir, Path.cwd().resolve())
-    hydra = OmegaConf.load(saved).hydra
-    sweep_dir = None
-    if str(hydra.mode) == "MULTIRUN":
-        depth = len(Path(str(hydra.sweep.subdir)).parts)  # the job's folder under the sweep's
-        sweep_dir = run_dir.parents[depth - 1] if depth else run_dir
-    overrides = [str(o) for o in hydra.overrides.task]
-    return RunContext(run_dir, Path(str(hydra.runtime.cwd)).resolve(), sweep_dir, overrides)
+    try:
+        hydra = OmegaConf.load(saved).hydra
+        sweep_dir = None
+        if str(hydra.mode) == "MULTIRUN":
+            sweep_dir = sweep_dir_of(run_dir, str(hydra.sweep.subdir))
+        overrides = [str(o) for o in hydra.overrides.task]
+        start_dir = Path(str(hydra.runtime.cwd)).resolve()
+    except (OSError, ValueError, OmegaConfBaseException):  # not as Hydra writes it: no context
+        return RunContext(run_dir, Path.cwd().resolve())
+    return RunContext(run_dir, start_dir, sweep_dir, overrides)
 
 
 def flat_config(cfg: DictConfig) -> dict[str, Any]:
@@ -105,7 +110,9 @@ def _run_id(run_dir: Path, logger: str, resume: bool) -> Iterator[dict[str, str 
     """The run id `logger` used for this run directory when resuming (else None); the id set in
     the block is kept for the next resume."""
     path = run_dir / RUN_IDS / logger
-    held = {"id": path.read_text().strip() or None if resume and path.is_file() else None}
+    held: dict[str, str | None] = {"id": None}
+    if resume and path.is_file():
+        held["id"] = path.read_text().strip() or None
     yield held
     if held["id"]:
         path.parent.mkdir(exist_ok=True)

@@ -22,7 +22,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from zoo.files import write_atomically
-from zoo.job_status import failures, read_status
+from zoo.job_status import failures, read_status, sweep_dir_of
 from zoo.metrics import natural_key, read_metrics
 
 SUMMARY = "summary.csv"
@@ -90,9 +90,7 @@ class SweepSummary(Callback):
         # leaves a table of the jobs that finished.
         if config.hydra.mode != RunMode.MULTIRUN:
             return
-        output_dir = Path(config.hydra.runtime.output_dir)
-        depth = len(Path(str(config.hydra.sweep.subdir)).parts)
-        summarize(output_dir.parents[depth - 1] if depth else output_dir)
+        summarize(sweep_dir_of(config.hydra.runtime.output_dir, str(config.hydra.sweep.subdir)))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
