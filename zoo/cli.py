@@ -149,7 +149,7 @@ def _hydra_app(config_name: str, task: Callable[[Any], Any]) -> Callable[[], Any
     )
 
 
-def _train_task(cfg: Any) -> float:
+def _train_task(cfg: Any) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 

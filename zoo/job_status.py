@@ -38,13 +38,15 @@ def read_status(job_dir: str | Path) -> dict[str, str]:
 
 def run_recorded(job_dir: str | Path, task: Callable[[], Any]) -> Any:
     """Run one sweep job's `task` and record how it ended. A ZooError (a bad value, a diverged
-    run) is reported as its `error:` line and the job returns nan, so the sweep goes on."""
+    run) is reported as its `error:` line and the job returns None, so the sweep goes on: Hydra's
+    basic sweeper ignores the value, and the Optuna sweeper records a trial without a number as
+    failed (a nan would crash it: it tells Optuna a failed trial's value)."""
     try:
         value = task()
     except ZooError as err:
         write_status(job_dir, DIVERGED if isinstance(err, Diverged) else FAILED, str(err))
         print(f"error: {err}", file=sys.stderr, flush=True)
-        return float("nan")
+        return None
     write_status(job_dir, OK)
     return value
 
