@@ -16,6 +16,7 @@ import csv
 import io
 import logging
 import os
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from typing import Any, Protocol
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from zoo.errors import ZooError
+from zoo.errors import RunStopped, ZooError
 from zoo.files import write_atomically
 from zoo.job_status import sweep_dir_of
 from zoo.metrics import read_metrics
@@ -185,11 +186,19 @@ class MLflow:
 
     def __init__(self, settings: DictConfig, context: RunContext, cfg: DictConfig, start: int):
         try:
-            from mlflow.entities import Param
-            from mlflow.tracking import MlflowClient
-            from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+            from mlflow.exceptions import MlflowException
         except ImportError:
             raise _missing("mlflow", "mlflow") from None
+        try:
+            self._start(settings, context, cfg, start)
+        except MlflowException as err:  # e.g. a tracking_uri it cannot use
+            raise ZooError(f"logger=mlflow: {str(err).strip().splitlines()[0]}") from None
+
+    def _start(self, settings: DictConfig, context: RunContext, cfg: DictConfig, start: int):
+        from mlflow.entities import Param
+        from mlflow.tracking import MlflowClient
+        from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+
         # alembic logs every step of creating the store's tables at INFO.
         logging.getLogger("alembic").setLevel(logging.WARNING)
         uri, artifacts = settings.tracking_uri, None
@@ -235,7 +244,7 @@ class MLflow:
     def log(self, record: dict[str, float]) -> None:
         from mlflow.entities import Metric
 
-        step, now = int(record["step"]), _millis()
+        step, now = int(record["step"]), int(time.time() * 1000)
         metrics = [Metric(k, v, now, step) for k, v in record.items() if k != "step"]
         # Queued: the store's writes happen beside the loop, not in it.
         self.operations.append(self.client.log_batch(self.run_id, metrics, synchronous=False))
@@ -264,12 +273,6 @@ def _store_lock(start_dir: Path | None) -> Iterator[None]:
         yield
 
 
-def _millis() -> int:
-    import time
-
-    return int(time.time() * 1000)
-
-
 class Wandb:
     """A W&B run with its files in `<run dir>/wandb/`; offline by default."""
 
@@ -279,19 +282,22 @@ class Wandb:
         except ImportError:
             raise _missing("wandb", "wandb") from None
         with _run_id(context.run_dir, "wandb", start > 0) as held:
-            self.run = wandb.init(
-                project=settings.project,
-                entity=settings.entity,
-                group=settings.group or context.group,
-                name=context.name,
-                dir=str(context.run_dir),
-                mode=settings.mode,
-                config=OmegaConf.to_container(cfg, resolve=True),
-                id=held["id"],
-                resume="allow" if held["id"] else None,
-                # Hydra's logging already keeps the console in train.log.
-                settings=wandb.Settings(console="off", quiet=True),
-            )
+            try:
+                self.run = wandb.init(
+                    project=settings.project,
+                    entity=settings.entity,
+                    group=settings.group or context.group,
+                    name=context.name,
+                    dir=str(context.run_dir),
+                    mode=settings.mode,
+                    config=OmegaConf.to_container(cfg, resolve=True),
+                    id=held["id"],
+                    resume="allow" if held["id"] else None,
+                    # Hydra's logging already keeps the console in train.log.
+                    settings=wandb.Settings(console="off", quiet=True),
+                )
+            except wandb.Error as err:  # e.g. mode=online without an account
+                raise ZooError(f"logger=wandb: {str(err).splitlines()[0]}") from None
             held["id"] = self.run.id
         log.info("W&B run %s (%s) in %s", self.run.id, settings.mode, self.run.dir)
 
@@ -329,8 +335,6 @@ def open_loggers(cfg: DictConfig, run_dir: str | os.PathLike, start: int = 0) ->
 
 def status_of(exc: BaseException | None) -> str:
     """How a run that raised `exc` (None: none) ended, in MLflow's words."""
-    from zoo.errors import RunStopped
-
     if exc is None:
         return FINISHED
     return KILLED if isinstance(exc, RunStopped | KeyboardInterrupt) else FAILED
