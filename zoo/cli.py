@@ -65,7 +65,10 @@ def one_line(hydra_message: str) -> str:
         else:
             parts.append(line)
     text = "; ".join(parts)
-    return f"{text}: {', '.join(options)}" if options else text
+    text = f"{text}: {', '.join(options)}" if options else text
+    if "Could not find 'hydra/sweeper/optuna'" in text:  # hparams_search=... needs the extra
+        text += "; pip install 'zoo[optuna]' (make install includes it)"
+    return text
 
 
 def use_compilation_cache() -> None:
