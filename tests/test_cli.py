@@ -31,3 +31,14 @@ def test_unknown_option_lists_the_choices_but_not_the_schemas():
 
 def test_a_failed_jobs_zoo_error_is_the_line():
     assert one_line(SUBMITIT_FAILURE) == "model.depth=0 is invalid: must be an integer >= 1"
+
+
+def test_a_search_without_the_optuna_sweeper_names_the_extra():
+    message = (
+        "In 'hydra/config': Could not find 'hydra/sweeper/optuna'\n\n"
+        "Available options in 'hydra/sweeper':\n\tbasic\n"
+    )
+    assert one_line(message) == (
+        "In 'hydra/config': Could not find 'hydra/sweeper/optuna'; available options in "
+        "'hydra/sweeper': basic; pip install 'zoo[optuna]' (make install includes it)"
+    )

@@ -147,7 +147,7 @@ def test_the_experiment_config_is_recipe_a_in_a_file():
     written = compose_config("train", overrides)
     experiment = compose_config(
         "train",
-        ["+experiment=finetune_digits", "init.from=runs/digits", "data.path=parity.npz"],
+        ["experiment=finetune_digits", "init.from=runs/digits", "data.path=parity.npz"],
     )
     assert OmegaConf.to_container(experiment) == OmegaConf.to_container(written)
 

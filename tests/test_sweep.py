@@ -9,6 +9,7 @@ from hydra import compose, initialize_config_dir
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
+from zoo.plots import _job_labels
 from zoo.sweep import SweepSummary, collect, format_table, summarize
 
 pytestmark = pytest.mark.slow  # subprocesses, venvs, signals: make test, not test-fast
@@ -108,3 +109,82 @@ def test_each_sweep_job_refreshes_the_summary_and_a_single_run_writes_none(tmp_p
     config = job_end_config(RunMode.MULTIRUN, sweep / "lr" / "1", "lr/1")
     SweepSummary().on_job_end(config, job_return=None)
     assert (sweep / "summary.csv").read_text() == "job,optim.lr,step,train_loss\nlr/1,1,5,0.5\n"
+
+
+def test_a_sweep_goes_on_past_a_diverged_job_and_its_exit_status_says_so(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_script(
+        "train.py",
+        "-m",
+        "optim=sgd",
+        "optim.lr=0.01,1e30,0.05",
+        "trainer.steps=4",
+        "trainer.log_every=2",
+        "trainer.checkpoints=false",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    with open(sweep / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["optim.lr"], r["status"]) for r in rows] == [
+        ("0.01", "ok"),
+        ("1e+30", "diverged"),
+        ("0.05", "ok"),
+    ]
+    assert rows[1]["error"].startswith("train_loss became non-finite at step ")
+    assert rows[1]["val_loss"] == "" and rows[2]["val_loss"] != ""  # nothing logged, then on
+    assert float(rows[2]["val_loss"]) == last_metrics(sweep / "2")["val_loss"]
+    assert (sweep / "2" / "model" / "model.safetensors").is_file()  # the job after it finished
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors[0] == f"error: {rows[1]['error']}"  # the job's own line, as it happened
+    assert errors[-1] == "error: 1 of 3 jobs failed: 1 (diverged)"
+    assert (sweep / "sweep.png").is_file()
+    # the plot's legend: what the jobs vary, and which one diverged
+    assert _job_labels([sweep / r["job"] for r in rows]) == [
+        "optim.lr=0.01",
+        "optim.lr=1e+30",
+        "optim.lr=0.05",
+    ]
+
+
+def test_a_job_of_a_sweep_records_a_user_error_and_returns_no_value(tmp_path, capsys):
+    from zoo.errors import ZooError
+    from zoo.job_status import read_status, run_recorded
+
+    def bad():
+        raise ZooError("model.depth=0 is invalid: must be an integer >= 1")
+
+    assert run_recorded(tmp_path, lambda: 0.5) == 0.5
+    assert read_status(tmp_path) == {"status": "ok"}
+    assert run_recorded(tmp_path, bad) is None  # the Optuna sweeper records a failed trial
+    assert read_status(tmp_path) == {
+        "status": "failed",
+        "error": "model.depth=0 is invalid: must be an integer >= 1",
+    }
+    assert capsys.readouterr().err == "error: model.depth=0 is invalid: must be an integer >= 1\n"
+
+
+def test_hparams_search_runs_optuna_trials_past_a_failed_one_and_reports_the_best(tmp_path):
+    sweep = tmp_path / "search"
+    result = run_script(
+        "train.py",
+        "hparams_search=lr_optuna",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.sampler.seed=7",  # draws 0.05, then 1e30
+        "optim=sgd",
+        "hydra.sweeper.params={optim.lr: 'choice(1e30, 0.05)'}",
+        "trainer.steps=4",
+        "trainer.log_every=2",
+        "trainer.checkpoints=false",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert result.returncode == 2, result.stderr[-3000:]  # a trial failed
+    assert result.stderr.splitlines()[-1] == "error: 1 of 2 jobs failed: 1 (diverged)"
+    with open(sweep / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["optim.lr"], r["status"]) for r in rows] == [("0.05", "ok"), ("1e+30", "diverged")]
+    assert rows[0]["trainer.batch_size"] in ("64", "128", "256")  # drawn from the config's choice
+    best = OmegaConf.load(sweep / "optimization_results.yaml")
+    assert best.best_value == float(rows[0]["val_loss"])
+    assert best.best_params["optim.lr"] == 0.05
+    assert "setup plugin alembic" not in result.stdout  # its INFO noise stays out of the log

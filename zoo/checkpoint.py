@@ -206,6 +206,27 @@ class Checkpoints:
             )
 
 
+class NoCheckpoints:
+    """Stands in for `Checkpoints` with `trainer.checkpoints=false` (e.g. `debug=fast`): saves
+    nothing and finds nothing to resume from."""
+
+    def __init__(self, directory: str | os.PathLike) -> None:
+        self.directory = Path(directory).absolute()
+        self.restored_meta: dict[str, Any] | None = None
+
+    def __enter__(self) -> NoCheckpoints:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def latest_step(self) -> None:
+        return None
+
+    def save(self, state: Any, **extra: Any) -> None:
+        pass
+
+
 def _shape(layout: dict, key: str) -> str:
     return str(layout[key][0]) if key in layout else "absent"
 

@@ -20,6 +20,8 @@ from zoo.rundir import discard_if_unused
 logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
 # Orbax logs every step of every save at INFO through absl.
 logging.getLogger("absl").setLevel(logging.WARNING)
+# Alembic (under Optuna and MLflow's stores) logs its plugins and migrations at INFO.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 _held: list[tuple[Any, io.StringIO]] = []  # (real stderr, what Hydra wrote before the job)
 
@@ -64,7 +66,10 @@ def one_line(hydra_message: str) -> str:
         else:
             parts.append(line)
     text = "; ".join(parts)
-    return f"{text}: {', '.join(options)}" if options else text
+    text = f"{text}: {', '.join(options)}" if options else text
+    if "Could not find 'hydra/sweeper/optuna'" in text:  # hparams_search=... needs the extra
+        text += "; pip install 'zoo[optuna]' (make install includes it)"
+    return text
 
 
 def use_compilation_cache() -> None:
@@ -161,15 +166,28 @@ def _hydra_app(config_name: str, task: Callable[[Any], Any]) -> Callable[[], Any
     )
 
 
-def _train_task(cfg: Any) -> float:
+def _train_task(cfg: Any) -> float | None:
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
+    run_dir = HydraConfig.get().runtime.output_dir
+    if HydraConfig.get().mode == RunMode.MULTIRUN:  # a failed job must not end the sweep
+        from zoo.job_status import run_recorded
+
+        return run_recorded(run_dir, lambda: _train(cfg, run_dir))
+    return _train(cfg, run_dir)
+
+
+def _train(cfg: Any, run_dir: str) -> float:
     from zoo.config import validate
 
     validate(cfg, "train")
     from zoo.training import train
 
-    return train(cfg, HydraConfig.get().runtime.output_dir)["optimized_metric"]
+    metrics = train(cfg, run_dir)
+    # What a sweeper (hparams_search=...) minimises: the monitored metric's best value.
+    best = metrics.get("optimized_metric")
+    return best if best is not None else metrics.get("val_loss", float("nan"))
 
 
 def _eval_task(cfg: Any) -> None:

@@ -59,8 +59,20 @@ class TrainerSettings:
     patience: int | None = setting(
         None, "stop after this many evaluations without a better monitor value; null: never", ge=1
     )
+    checkpoints: bool = setting(True, "save checkpoints; false: none, so no resume (debug=fast)")
+    plots: bool = setting(True, "draw loss.png at the end of the run")
+    profile_chunks: int = setting(
+        0,
+        "trace this many dispatches after the first with jax.profiler into <run dir>/profile/",
+        ge=0,
+        le=1000,
+    )
 
     def __post_init__(self) -> None:
+        if self.resume and not self.checkpoints:
+            raise decl.SettingError(
+                "trainer.resume=true needs checkpoints: drop trainer.checkpoints=false"
+            )
         devices = self.devices
         if devices != "auto" and not (devices.isdigit() and 1 <= int(devices) <= 1 << 16):
             raise decl.SettingError(
@@ -180,6 +192,7 @@ def config_dir() -> Path | None:
 def load_declarations() -> None:
     """Import the zoo's own declarations of the model, data, optim groups (no JAX)."""
     import zoo.data_settings  # noqa: F401  (each of these declares its group's options)
+    import zoo.logger_settings  # noqa: F401
     import zoo.models.deep_nested_settings  # noqa: F401
     import zoo.models.mlp_settings  # noqa: F401
     import zoo.models.transformer_settings  # noqa: F401

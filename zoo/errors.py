@@ -5,6 +5,10 @@ class ZooError(Exception):
     """A bad config value, file, checkpoint or model name: reported as one line, no traceback."""
 
 
+class Diverged(ZooError):
+    """A loss or the parameters became non-finite: a sweep records the job as diverged."""
+
+
 class RunStopped(Exception):
     """A run stopped on request (SIGTERM, Ctrl-C) after saving a checkpoint; resuming continues it.
 

@@ -18,7 +18,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from zoo import parallel
-from zoo.errors import ZooError
+from zoo.errors import Diverged
 from zoo.gradients import accumulated
 from zoo.losses import loss_and_metrics
 
@@ -133,13 +133,13 @@ def logged_metrics(run: Run) -> set[str]:
 
 
 def stop_if_not_finite(record: dict[str, float], first_bad_step: int, params_finite: bool) -> None:
-    """Raise a ZooError naming the step where training diverged, if it did."""
+    """Raise Diverged (a ZooError) naming the step where training diverged, if it did."""
     bad = [k for k, v in record.items() if not math.isfinite(v)]
     if not bad and params_finite:
         return
     what = "train_loss" if "train_loss" in bad else (bad or ["the parameters"])[0]
     step = first_bad_step if what == "train_loss" else record["step"]
-    raise ZooError(
+    raise Diverged(
         f"{what} became non-finite at step {step}: likely causes are a learning rate too high "
         "(optim.lr) or non-finite or badly scaled data; the latest checkpoint is the last good one"
     )

@@ -16,6 +16,7 @@ from typing import Any
 
 from zoo.errors import ZooError
 from zoo.files import replacing
+from zoo.job_status import OK, STATUS, read_status
 from zoo.metrics import natural_key, read_metrics
 
 Records = Sequence[dict[str, float]]
@@ -77,8 +78,8 @@ def plot_losses(records: Records, path: str | Path, title: str = "") -> Path:
     return _save(fig, Path(path))
 
 
-def _job_label(job_dir: Path) -> str:
-    """A job's command-line overrides (Hydra's .hydra/overrides.yaml), else its folder name."""
+def _overrides(job_dir: Path) -> list[str]:
+    """A job's command-line overrides (Hydra's .hydra/overrides.yaml); [] if unreadable."""
     overrides = job_dir / ".hydra" / "overrides.yaml"
     if overrides.is_file():
         from omegaconf import OmegaConf
@@ -88,25 +89,42 @@ def _job_label(job_dir: Path) -> str:
             items = OmegaConf.to_container(OmegaConf.load(overrides))
         except (OSError, OmegaConfBaseException, ValueError):  # still plot, by folder name
             items = None
-        if isinstance(items, list) and items:
-            return " ".join(map(str, items))
-    return job_dir.name
+        if isinstance(items, list):
+            return [str(item) for item in items]
+    return []
+
+
+def _job_labels(jobs: list[Path]) -> list[str]:
+    """Each job's overrides that not every job shares (what the sweep varies), else its folder
+    name."""
+    overrides = [_overrides(job) for job in jobs]
+    shared = set.intersection(*map(set, overrides)) if len(jobs) > 1 else set()
+    return [
+        " ".join(o for o in items if o not in shared) or job.name
+        for job, items in zip(jobs, overrides, strict=True)
+    ]
 
 
 def plot_sweep(sweep_dir: str | Path, key: str = "val_loss") -> Path:
     """Every job's `key` curve from `<sweep_dir>/**/metrics.jsonl` in one picture,
-    `<sweep_dir>/sweep.png`, labelled by the job's overrides."""
+    `<sweep_dir>/sweep.png`, labelled by the job's overrides that differ between jobs, and by its
+    status if it diverged or failed (such a job is in the legend even without a point)."""
     sweep_dir = Path(sweep_dir)
-    jobs = sorted((p.parent for p in sweep_dir.glob("*/**/metrics.jsonl")), key=natural_key)
+    found = [*sweep_dir.glob("*/**/metrics.jsonl"), *sweep_dir.glob(f"*/**/{STATUS}")]
+    jobs = sorted({p.parent for p in found}, key=natural_key)
     if not jobs:
         raise ZooError(f"{sweep_dir}: no job folders with a metrics.jsonl")
     fig, (ax,) = _figure(1)
     values_seen = []
-    for job in jobs:
+    for job, label in zip(jobs, _job_labels(jobs), strict=True):
         steps, values = _series(read_metrics(job / "metrics.jsonl"), key)
+        status = read_status(job).get("status", OK)
+        label = label if status == OK else f"{label} ({status})"
         if steps:
-            ax.plot(steps, values, "o-", markersize=3, label=_job_label(job))
+            ax.plot(steps, values, "o-" if status == OK else "x--", markersize=3, label=label)
             values_seen += values
+        elif status != OK:  # failed before logging `key`: listed in the legend all the same
+            ax.plot([], [], "x", label=label)
     if not values_seen:
         raise ZooError(f"{sweep_dir}: no job logged {key}")
     if _log_scale_helps(values_seen):

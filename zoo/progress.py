@@ -111,7 +111,7 @@ class Progress:
     ) -> None:
         self._stack.close()
         if exc_type is None and self.done > self._start:
-            seconds = time.perf_counter() - self._started
+            seconds = self._last_time - self._started  # to the last log point: the loop alone
             log.info(
                 "trained %d steps in %.3gs (%.0f steps/s, compilation included)",
                 self.done - self._start,

@@ -1,4 +1,5 @@
-"""Everything a run reports besides metrics.jsonl: progress, TensorBoard scalars, loss.png.
+"""Everything a run reports besides metrics.jsonl: progress, the chosen loggers (zoo/loggers.py)
+and loss.png.
 
 The training loop calls a `Reporter` once per log point with that point's metrics record.
 """
@@ -8,45 +9,25 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING
 
-from zoo.errors import ZooError
+from omegaconf import DictConfig
+
 from zoo.progress import Progress
 
+if TYPE_CHECKING:
+    from zoo.loggers import MetricLogger
+
 log = logging.getLogger(__name__)
-
-LOGGERS = ("tensorboard",)
-
-
-class TensorBoard:
-    """Scalars of every record into `<run dir>/<subdir>/` through tensorboardX (optional extra)."""
-
-    def __init__(self, log_dir: Path):
-        try:
-            from tensorboardX import SummaryWriter
-        except ImportError:
-            raise ZooError(
-                "logger=tensorboard needs tensorboardX: pip install 'zoo[tensorboard]' "
-                "(make install includes it)"
-            ) from None
-        self.writer = SummaryWriter(logdir=str(log_dir))
-        log.info("TensorBoard events in %s (tensorboard --logdir %s)", log_dir, log_dir)
-
-    def __call__(self, record: dict[str, float]) -> None:
-        step = int(record["step"])
-        for key, value in record.items():
-            if key != "step":
-                self.writer.add_scalar(key, value, step)
-
-    def close(self) -> None:
-        self.writer.close()
 
 
 class Reporter:
     """Context manager for a run's reports; call it with each log point's metrics record.
 
-    On a clean exit it draws `<run_dir>/loss.png` from `<run_dir>/metrics.jsonl`. With
-    `run_dir=None` (a process that writes no files) it only shows progress.
+    On a clean exit it draws `<run_dir>/loss.png` from `<run_dir>/metrics.jsonl` (unless
+    `trainer.plots=false`) and hands the loggers the run's artifacts: loss.png, config.yaml and
+    model/ (saved inside the block). With `run_dir=None` (a process that writes no files) it only
+    shows progress.
     """
 
     def __init__(
@@ -55,29 +36,30 @@ class Reporter:
         total: int,
         *,
         start: int = 0,
-        logger: Any = None,
+        config: DictConfig | None = None,
         title: str = "",
         bar: bool | None = None,
     ):
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.title = title
         self.progress = Progress(total, start=start, bar=bar)
-        self.logger_cfg = logger
-        self.writers: list[TensorBoard] = []
+        self.start = start
+        self.config = config
+        self.plots = config is None or config.trainer.get("plots", True)
+        self.loggers: list[MetricLogger] = []
 
     def __enter__(self) -> Reporter:
-        if self.logger_cfg is not None and self.run_dir is not None:
-            for name, settings in self.logger_cfg.items():
-                if name not in LOGGERS:
-                    raise ZooError(f"logger={name} is unknown; valid: {', '.join(LOGGERS)}")
-                self.writers.append(TensorBoard(self.run_dir / settings.subdir))
+        if self.config is not None and self.config.get("logger") and self.run_dir is not None:
+            from zoo.loggers import open_loggers  # only for a run that chose loggers
+
+            self.loggers = open_loggers(self.config, self.run_dir, self.start)
         self.progress.__enter__()
         return self
 
     def __call__(self, record: dict[str, float]) -> None:
         self.progress.update(record)
-        for writer in self.writers:
-            writer(record)
+        for logger in self.loggers:
+            logger.log(record)
 
     def __exit__(
         self,
@@ -86,13 +68,23 @@ class Reporter:
         tb: TracebackType | None,
     ) -> None:
         self.progress.__exit__(exc_type, exc, tb)
-        for writer in self.writers:
-            writer.close()
-        if exc_type is None and self.run_dir and (self.run_dir / "metrics.jsonl").exists():
-            from zoo.metrics import read_metrics
-            from zoo.plots import plot_losses
+        artifacts = []
+        if exc_type is None and self.run_dir:
+            if self.plots:
+                self._plot()
+            names = ("loss.png", "config.yaml", "model")
+            artifacts = [self.run_dir / name for name in names if (self.run_dir / name).exists()]
+        if self.loggers:
+            from zoo.loggers import status_of
 
-            records = read_metrics(self.run_dir / "metrics.jsonl")
-            if records:
-                path = plot_losses(records, self.run_dir / "loss.png", self.title)
-                log.info("loss curves in %s", path)
+            for logger in self.loggers:
+                logger.close(status_of(exc), artifacts)
+
+    def _plot(self) -> None:
+        from zoo.metrics import read_metrics
+        from zoo.plots import plot_losses
+
+        records = read_metrics(self.run_dir / "metrics.jsonl")
+        if records:
+            path = plot_losses(records, self.run_dir / "loss.png", self.title)
+            log.info("loss curves in %s", path)

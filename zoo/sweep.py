@@ -1,9 +1,10 @@
 """The summary of a Hydra sweep: one row per job with its overrides and final metrics.
 
 `SweepSummary` is a Hydra callback (configs/train.yaml, `hydra.callbacks`). It reads what each job
-left in its directory (`.hydra/overrides.yaml` and the last line of `metrics.jsonl`), so it works
-whichever launcher ran the jobs and in whichever process. Kept free of JAX imports: Hydra builds
-its callbacks at every start of train.py.
+left in its directory (`.hydra/overrides.yaml`, the last line of `metrics.jsonl` and `status.json`),
+so it works whichever launcher ran the jobs and in whichever process. A sweep with a failed job
+ends with an `error:` line and exit status 2, after every job ran. Kept free of JAX imports:
+Hydra builds its callbacks at every start of train.py.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +22,16 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from zoo.files import write_atomically
+from zoo.job_status import failures, read_status, sweep_dir_of
 from zoo.metrics import natural_key, read_metrics
 
 SUMMARY = "summary.csv"
 
 
 def collect(sweep_dir: Path) -> list[dict[str, Any]]:
-    """One row per job directory under `sweep_dir`: `job`, its overrides, its final metrics."""
+    """One row per job directory under `sweep_dir`: `job`, its overrides, its `status` (ok,
+    diverged or failed, once it ended), its last logged metrics, and the `error` line of a job
+    that failed."""
     rows = []
     for overrides_file in sorted(sweep_dir.glob("**/.hydra/overrides.yaml"), key=natural_key):
         job_dir = overrides_file.parent.parent
@@ -34,7 +39,10 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
         for override in OmegaConf.to_container(OmegaConf.load(overrides_file)) or []:
             key, _, value = str(override).partition("=")
             row[key] = value
+        status = read_status(job_dir)  # none yet for a job that is running or was killed
+        row |= {"status": status["status"]} if status else {}
         row |= (read_metrics(job_dir / "metrics.jsonl") or [{}])[-1]
+        row |= {"error": status["error"]} if "error" in status else {}
         rows.append(row)
     return rows
 
@@ -82,9 +90,7 @@ class SweepSummary(Callback):
         # leaves a table of the jobs that finished.
         if config.hydra.mode != RunMode.MULTIRUN:
             return
-        output_dir = Path(config.hydra.runtime.output_dir)
-        depth = len(Path(str(config.hydra.sweep.subdir)).parts)
-        summarize(output_dir.parents[depth - 1] if depth else output_dir)
+        summarize(sweep_dir_of(config.hydra.runtime.output_dir, str(config.hydra.sweep.subdir)))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
@@ -98,3 +104,8 @@ class SweepSummary(Callback):
                 print(f"sweep plot: {plot_sweep(sweep_dir)}", flush=True)
             except ZooError as err:  # e.g. no job got to an evaluation
                 print(f"no sweep plot: {err}", flush=True)
+        failed = failures(rows)
+        if failed:  # the sweep went on past them; its exit status still says so
+            jobs = ", ".join(f"{row['job']} ({row['status']})" for row in failed)
+            print(f"error: {len(failed)} of {len(rows)} jobs failed: {jobs}", file=sys.stderr)
+            sys.exit(2)

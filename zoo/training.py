@@ -18,6 +18,7 @@ from zoo.files import write_atomically
 from zoo.finetune import INIT_REPORT
 from zoo.loop import TrainState, evaluates_at, log_points, logged_metrics, run_chunks, weights
 from zoo.monitor import Monitor
+from zoo.profiling import ChunkProfile
 
 log = logging.getLogger(__name__)
 RUN_CONFIG = "config.yaml"  # the run's resolved config, written by the zoo into its directory
@@ -37,7 +38,7 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
     # Imported here: orbax puts a handler on the root logger at import, which would make a
     # later logging.basicConfig() in the importing program a silent no-op.
     from zoo import rundir
-    from zoo.checkpoint import Checkpoints, starting_state
+    from zoo.checkpoint import Checkpoints, NoCheckpoints, starting_state
     from zoo.interrupts import StopRequest
     from zoo.reporting import Reporter
 
@@ -57,7 +58,9 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
             process_index=jax.process_index(),
         ),
         StopRequest() as stop,  # before ckpts: a signal while the last save finishes is harmless
-        Checkpoints(ckpt_dir, trainer.keep_checkpoints, cfg) as ckpts,
+        Checkpoints(ckpt_dir, trainer.keep_checkpoints, cfg)
+        if trainer.checkpoints
+        else NoCheckpoints(ckpt_dir) as ckpts,
     ):
         if primary:
             write_atomically(run_dir / RUN_CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
@@ -79,16 +82,18 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
             run_dir if primary else None,  # other processes only log
             run.steps,
             start=start,
-            logger=cfg.get("logger"),
+            config=cfg,
             title=f"{run.name} on {cfg.data.name}",
             bar=None if primary else False,
         )
-        with open(metrics_path or os.devnull, "a") as metrics_file, reporter:
+        profile = ChunkProfile(run_dir / "profile", trainer.profile_chunks if primary else 0)
+        with open(metrics_path or os.devnull, "a") as metrics_file, reporter, profile:
             chunks = run_chunks(run, state, [p for p in points if p > start])
             for state, record in chunks:  # noqa: B007  (the state after the last one is kept)
                 metrics_file.write(json.dumps(record) + "\n")
                 metrics_file.flush()
                 reporter(record)
+                profile.chunk_done()
                 step = record["step"]
                 if monitor.update(record, evaluates_at(run, step)) and primary:
                     save_model(run, state, run_dir / "best")  # before the checkpoint saying so
@@ -101,18 +106,19 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
                     break
                 if stop.received and step < run.steps:  # on the last step: finish the run
                     raise stop.stopped(step, ckpts.directory)  # leaving `ckpts` waits for the save
-
-        if primary:  # still under StopRequest: a signal now lets the model be written whole
-            save_model(run, state, run_dir / "model")
-            log.info("saved the trained model to %s", run_dir / "model")
-            if monitor.best is not None:
-                log.info(
-                    "best %s=%.6g at step %d: its weights are in %s",
-                    monitor.metric,
-                    monitor.best,
-                    monitor.best_step,
-                    run_dir / "best",
-                )
+            # Still under StopRequest (a signal now lets the model be written whole) and inside
+            # the reporter's block (its loggers keep the model as an artifact).
+            if primary:
+                save_model(run, state, run_dir / "model")
+                log.info("saved the trained model to %s", run_dir / "model")
+                if monitor.best is not None:
+                    log.info(
+                        "best %s=%.6g at step %d: its weights are in %s",
+                        monitor.metric,
+                        monitor.best,
+                        monitor.best_step,
+                        run_dir / "best",
+                    )
     return record | {"optimized_metric": monitor.optimized_metric}
 
 

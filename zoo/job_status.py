@@ -1,0 +1,64 @@
+"""How each job of a sweep ended, kept in its directory as `status.json`, so that a sweep goes on
+past a job that diverged or failed with a user's mistake, and the summary, the sweep plot and the
+command's exit status can tell (whichever launcher ran the jobs, in whichever process).
+
+`{"status": "ok" | "diverged" | "failed", "error": "<the error line>"}`. Free of JAX and Hydra.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import Diverged, ZooError
+from zoo.files import write_atomically
+
+STATUS = "status.json"
+OK, DIVERGED, FAILED = "ok", "diverged", "failed"
+
+
+def write_status(job_dir: str | Path, status: str, error: str = "") -> None:
+    record = {"status": status} | ({"error": error} if error else {})
+    write_atomically(Path(job_dir) / STATUS, json.dumps(record) + "\n")
+
+
+def read_status(job_dir: str | Path) -> dict[str, str]:
+    """The job's `status` and `error`; {} for a job that left none (still running, or killed)."""
+    try:
+        record = json.loads((Path(job_dir) / STATUS).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(record, dict):
+        return {}
+    return {k: str(record[k]) for k in ("status", "error") if k in record}
+
+
+def run_recorded(job_dir: str | Path, task: Callable[[], Any]) -> Any:
+    """Run one sweep job's `task` and record how it ended. A ZooError (a bad value, a diverged
+    run) is reported as its `error:` line and the job returns None, so the sweep goes on: Hydra's
+    basic sweeper ignores the value, and the Optuna sweeper records a trial without a number as
+    failed (a nan would crash it: it tells Optuna a failed trial's value)."""
+    try:
+        value = task()
+    except ZooError as err:
+        write_status(job_dir, DIVERGED if isinstance(err, Diverged) else FAILED, str(err))
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return None
+    write_status(job_dir, OK)
+    return value
+
+
+def sweep_dir_of(job_dir: str | Path, subdir: str) -> Path:
+    """The sweep's directory from one job's: `hydra.sweep.subdir` (e.g. `3`, `lr/3`) is the
+    job's path under it."""
+    job_dir = Path(job_dir)
+    depth = len(Path(subdir).parts)
+    return job_dir.parents[depth - 1] if depth else job_dir
+
+
+def failures(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The summary rows of the jobs that diverged or failed."""
+    return [row for row in rows if row.get("status") in (DIVERGED, FAILED)]
