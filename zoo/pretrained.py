@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from zoo.errors import ZooError
-from zoo.registry import create_model, model_arguments, model_spec
+from zoo.registry import create_model, model_arguments, model_settings, model_spec
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -112,21 +112,41 @@ def read_config(directory: str | os.PathLike) -> tuple[str, dict[str, Any]]:
     return name, kwargs
 
 
+def _with_param_dtype(name: str, kwargs: dict[str, Any], dtype: str) -> dict[str, Any]:
+    """`kwargs` with `param_dtype=dtype` if model `name` has that setting; ZooError for a dtype
+    that is not a floating-point type."""
+    try:
+        floating = jax.numpy.issubdtype(jax.numpy.dtype(dtype), jax.numpy.floating)
+    except TypeError:
+        floating = False
+    if not floating:
+        raise ZooError(f"from_pretrained(dtype={dtype!r}): not a floating-point dtype")
+    if any(s.name == "param_dtype" for s in model_settings(name)):
+        return kwargs | {"param_dtype": str(jax.numpy.dtype(dtype))}
+    return kwargs
+
+
 def _is_plain(value: Any) -> bool:
     if isinstance(value, list | tuple):
         return all(map(_is_plain, value))
     return value is None or isinstance(value, bool | int | float | str)
 
 
-def from_pretrained(directory: str | os.PathLike) -> nnx.Module:
+def from_pretrained(directory: str | os.PathLike, dtype: str | None = None) -> nnx.Module:
     """Rebuild the model saved in `directory` through the registry and load its weights; it
     comes back in eval mode (dropout off): call `model.train()` to fine-tune.
+
+    `dtype` (e.g. "float32", "bfloat16") casts every floating tensor of the file to it on load,
+    and rebuilds the model with `param_dtype=dtype` where it has that setting; without it the
+    tensors must have the dtypes the saved config builds.
 
     Every missing, unexpected, mis-shaped or mis-typed tensor is reported in one ZooError, checked
     against the model's abstract shapes before any parameter is allocated.
     """
     directory = Path(directory)
     name, kwargs = read_config(directory)
+    if dtype is not None:
+        kwargs = _with_param_dtype(name, kwargs, dtype)
 
     def build() -> nnx.Module:
         return create_model(name, rngs=nnx.Rngs(0), **kwargs)
@@ -142,6 +162,11 @@ def from_pretrained(directory: str | os.PathLike) -> nnx.Module:
         raise ZooError(f"{path}: no such file") from None
     except (OSError, SafetensorError) as err:
         raise ZooError(f"{path}: unreadable weights ({err})") from None
+    if dtype is not None:
+        tensors = {
+            k: v.astype(dtype) if jax.numpy.issubdtype(v.dtype, jax.numpy.floating) else v
+            for k, v in tensors.items()
+        }
 
     problems = [f"missing tensor {k}" for k in expected if k not in tensors]
     problems += [f"unexpected tensor {k}" for k in tensors if k not in expected]
