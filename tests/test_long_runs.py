@@ -18,9 +18,10 @@ import pytest
 from conftest import ROOT, compose_config, run_script
 from safetensors.numpy import load_file
 
+from zoo import reporting
 from zoo.build import build_run
 from zoo.checkpoint import PARTIAL_MARK, Checkpoints, keep_metrics_until
-from zoo.errors import ZooError
+from zoo.errors import RunStopped, ZooError
 from zoo.loop import stop_if_not_finite
 from zoo.training import train
 
@@ -30,6 +31,7 @@ SIGNAL_RUN = [
     "trainer.log_every=2",
     "trainer.eval_every=20",
     "trainer.ckpt_every=20",
+    "trainer.ckpt_every_seconds=0",  # save at every multiple of ckpt_every, however fast
     "trainer.keep_checkpoints=2",
 ]
 SHORT_RUN = [
@@ -37,6 +39,7 @@ SHORT_RUN = [
     "trainer.log_every=5",
     "trainer.eval_every=10",
     "trainer.ckpt_every=20",
+    "trainer.ckpt_every_seconds=0",
 ]
 
 
@@ -74,7 +77,7 @@ def restore_latest(run_dir: Path, *overrides: str):
 
 @pytest.fixture(scope="module")
 def short_run(tmp_path_factory) -> Path:
-    """SHORT_RUN trained to the end, checkpoints at 0, 20 and 40; copy it before changing it."""
+    """SHORT_RUN trained to the end, checkpoints at 20 and 40; copy it before changing it."""
     run_dir = tmp_path_factory.mktemp("short_run")
     train_in_process(run_dir, *SHORT_RUN)
     return run_dir
@@ -186,7 +189,7 @@ def test_an_interrupted_save_is_never_resumed_from_and_is_removed(tmp_path, shor
     os.rename(run_dir / "checkpoints" / "40", run_dir / "checkpoints" / f"40{PARTIAL_MARK}")
     train_in_process(run_dir, *SHORT_RUN, "trainer.resume=true")
     assert partial_saves(run_dir) == []
-    assert complete_steps(run_dir) == [0, 20, 40]
+    assert complete_steps(run_dir) == [20, 40]
     assert records(run_dir) == records(short_run)
 
 
@@ -309,10 +312,9 @@ def test_an_absurd_learning_rate_stops_with_one_line_and_a_finite_latest_checkpo
         "high (optim.lr) or non-finite or badly scaled data; the latest checkpoint is the last "
         "good one"
     ]
-    assert complete_steps(tmp_path) == [0] and partial_saves(tmp_path) == []
+    # no checkpoint before the first multiple of ckpt_every: a run starts again from its config
+    assert complete_steps(tmp_path) == [] and partial_saves(tmp_path) == []
     assert not (tmp_path / "model").exists()
-    state = restore_latest(tmp_path, *overrides)  # loadable, and finite (restore checks it)
-    assert int(state.step) == 0
     assert records(tmp_path) == []  # no non-finite record, no partial line
 
 
@@ -334,7 +336,7 @@ def test_divergence_after_a_checkpoint_keeps_that_checkpoint_the_latest(tmp_path
         ZooError, match="non-finite at step 4[1-5]: .*the latest checkpoint is the last good one$"
     ):
         train_in_process(run_dir, *diverging)
-    assert complete_steps(run_dir) == [0, 20, 40] and partial_saves(run_dir) == []
+    assert complete_steps(run_dir) == [20, 40] and partial_saves(run_dir) == []
     assert records(run_dir) == records(short_run)
     assert not (run_dir / "model").exists()
 
@@ -427,6 +429,30 @@ def test_sigterm_saves_at_the_current_step_exits_cleanly_and_resumes(tmp_path, u
     result = run_script("train.py", f"hydra.run.dir={run_dir}", *SIGNAL_RUN, "trainer.resume=true")
     assert result.returncode == 0, result.stderr
     assert records(run_dir) == records(uninterrupted)
+
+
+def test_ctrl_c_saves_at_the_next_log_point_and_the_run_resumes_bitwise(
+    tmp_path, short_run, monkeypatch
+):
+    overrides = short_run_with("trainer.ckpt_every_seconds=1000000")  # no save but the forced
+    report = reporting.Reporter.__call__
+
+    def ctrl_c_at_step_15(self, record):
+        report(self, record)
+        if record["step"] == 15:
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(reporting.Reporter, "__call__", ctrl_c_at_step_15)
+    with pytest.raises(RunStopped, match="^Ctrl-C at step 15: checkpoint saved in ") as stop:
+        train(compose_config("train", overrides), tmp_path)
+    assert stop.value.exit_code == 130
+    assert complete_steps(tmp_path) == [15]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handed back
+
+    monkeypatch.undo()
+    train(compose_config("train", [*overrides, "trainer.resume=true"]), tmp_path)
+    assert records(tmp_path) == records(short_run)
+    assert json.loads((tmp_path / "model" / "config.json").read_text())["model"] == "deep_nested"
 
 
 def test_several_processes_need_a_shared_checkpoint_directory(tmp_path, monkeypatch):

@@ -34,6 +34,9 @@ class TrainerSettings:
     eval_every: int = setting(500, "steps between validations", ge=1)
     log_every: int = setting(100, "steps fused into one dispatch between log points", ge=1)
     ckpt_every: int = setting(500, "steps between checkpoints", ge=1)
+    ckpt_every_seconds: float = setting(
+        300.0, "a multiple of ckpt_every saves only this long after the last save", ge=0
+    )
     keep_checkpoints: int = setting(3, "newest checkpoints kept", ge=1, le=1000)
     resume: bool = setting(False, "continue the run in this directory from its latest checkpoint")
     ckpt_dir: str | None = setting(

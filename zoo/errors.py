@@ -6,10 +6,11 @@ class ZooError(Exception):
 
 
 class RunStopped(Exception):
-    """A run stopped on request (SIGTERM) after saving a checkpoint; resuming continues it.
+    """A run stopped on request (SIGTERM, Ctrl-C) after saving a checkpoint; resuming continues
+    it.
 
-    Entry points report it as one line and exit with 143 (128 + SIGTERM), so a scheduler sees
-    that the work is not finished.
+    Entry points report it as one line and exit with `exit_code`, 128 + the signal (143 for
+    SIGTERM, 130 for Ctrl-C), so a scheduler sees that the work is not finished.
     """
 
     exit_code = 143

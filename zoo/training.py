@@ -13,9 +13,10 @@ from flax import nnx
 from omegaconf import DictConfig, OmegaConf
 
 from zoo.build import Run, build_run
-from zoo.errors import RunStopped, ZooError
+from zoo.errors import ZooError
 from zoo.files import write_atomically
 from zoo.loop import log_points, run_chunks
+from zoo.savepoints import SaveSchedule, StopSignals
 
 log = logging.getLogger(__name__)
 RUN_CONFIG = "config.yaml"  # the run's resolved config, written by the zoo into its directory
@@ -25,13 +26,14 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
     """Train the configured model; write config.yaml, metrics.jsonl, checkpoints/ and model/
     into `run_dir`. Returns the last logged metrics.
 
-    With `trainer.resume`, continue from the latest checkpoint. On SIGTERM, save a checkpoint at
-    the next log point and raise RunStopped. With several processes, all write the checkpoints
-    together into the `trainer.ckpt_dir` they share; only process 0 writes the other files.
+    With `trainer.resume`, continue from the latest checkpoint. Checkpoints follow
+    zoo.savepoints; on SIGTERM or Ctrl-C, save one at the next log point and raise RunStopped.
+    With several processes, all write the checkpoints together into the `trainer.ckpt_dir` they
+    share; only process 0 writes the other files.
     """
     # Imported here: orbax puts a handler on the root logger at import, which would make a
     # later logging.basicConfig() in the importing program a silent no-op.
-    from zoo.checkpoint import Checkpoints, SigtermFlag, starting_state
+    from zoo.checkpoint import Checkpoints, starting_state
     from zoo.pretrained import save_pretrained
     from zoo.reporting import Reporter
 
@@ -45,14 +47,14 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_atomically(run_dir / RUN_CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
     with (
-        SigtermFlag() as sigterm,  # outermost: a SIGTERM while the last save finishes is harmless
+        StopSignals() as stop,  # outermost: a signal while the last save finishes is harmless
         Checkpoints(ckpt_dir, trainer.keep_checkpoints, cfg) as ckpts,
     ):
         state, record = starting_state(ckpts, run.state, trainer.resume, metrics_path)
         start = int(state.step)
         if start > run.steps:
             raise ZooError(f"the checkpoint is at step {start}, past trainer.steps={run.steps}")
-        ckpts.save(state)  # a fresh run's step 0: always a good checkpoint to go back to
+        saves = SaveSchedule(trainer.ckpt_every, trainer.ckpt_every_seconds)
         points = log_points(run.steps, run.log_every, run.eval_every, trainer.ckpt_every)
         reporter = Reporter(
             run_dir if primary else None,  # other processes only log
@@ -69,13 +71,10 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
                 metrics_file.flush()
                 reporter(record)
                 step = record["step"]
-                if step % trainer.ckpt_every == 0 or step == run.steps or sigterm.received:
+                if saves.due(step, forced=step == run.steps or stop.received is not None):
                     ckpts.save(state)  # after its record: a resume never misses a line
-                if sigterm.received:  # leaving `ckpts` waits for the save
-                    raise RunStopped(
-                        f"SIGTERM at step {step}: checkpoint saved in {ckpts.directory}; "
-                        "continue with trainer.resume=true and the same hydra.run.dir"
-                    )
+                if stop.received:  # leaving `ckpts` waits for the save
+                    raise stop.stopped(step, ckpts.directory)
 
     if primary:
         nnx.update(run.model, state.params, state.rest)
