@@ -175,11 +175,17 @@ def _eval_task(cfg: Any) -> None:
 
 def train_main() -> None:
     """`zoo-train [overrides]`: train a model (`python train.py` in a checkout)."""
+    from zoo import plotter, startup
     from zoo.config import register_configs
 
-    use_compilation_cache()
-    register_configs()
-    run_hydra_app(_hydra_app("train", _train_task))
+    startup.pause_gc()  # until the first steps have run (zoo.training)
+    plotter.start()  # first: it imports matplotlib while this process starts the run
+    try:
+        use_compilation_cache()
+        register_configs()
+        run_hydra_app(_hydra_app("train", _train_task))
+    finally:
+        plotter.finish()  # loss.png is there when the app returns
 
 
 def eval_main() -> None:

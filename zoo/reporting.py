@@ -89,10 +89,6 @@ class Reporter:
         for writer in self.writers:
             writer.close()
         if exc_type is None and self.run_dir and (self.run_dir / "metrics.jsonl").exists():
-            from zoo.metrics import read_metrics
-            from zoo.plots import plot_losses
+            from zoo.plotter import draw_losses  # by zoo-train's helper process if it runs
 
-            records = read_metrics(self.run_dir / "metrics.jsonl")
-            if records:
-                path = plot_losses(records, self.run_dir / "loss.png", self.title)
-                log.info("loss curves in %s", path)
+            draw_losses(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png", self.title)

@@ -12,6 +12,7 @@ import jax
 from flax import nnx
 from omegaconf import DictConfig, OmegaConf
 
+from zoo import startup
 from zoo.build import Run, build_run
 from zoo.errors import ZooError
 from zoo.files import write_atomically
@@ -67,6 +68,7 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
         with open(metrics_path or os.devnull, "a") as metrics_file, reporter:
             chunks = run_chunks(run, state, [p for p in points if p > start])
             for state, record in chunks:  # noqa: B007  (the state after the last one is kept)
+                startup.resume_gc()  # start-up is over (zoo.startup)
                 metrics_file.write(json.dumps(record) + "\n")
                 metrics_file.flush()
                 reporter(record)
