@@ -180,12 +180,16 @@ def train_main() -> None:
 
     startup.pause_gc()  # until the first steps have run (zoo.training)
     plotter.start()  # first: it imports matplotlib while this process starts the run
+    code: object = 0
     try:
         use_compilation_cache()
         register_configs()
         run_hydra_app(_hydra_app("train", _train_task))
+    except SystemExit as exit_:
+        code = exit_.code
     finally:
         plotter.finish()  # loss.png is there when the app returns
+    startup.exit_now(code)  # files are closed: skip the interpreter's teardown
 
 
 def eval_main() -> None:

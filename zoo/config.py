@@ -151,6 +151,10 @@ def group_settings(group: str, name: str) -> tuple[list[decl.Setting], type | No
     raise ZooError(f"{group}={name} is unknown")
 
 
+STORED_GROUPS = ("data", "optim", "logger")
+_registered: tuple | None = None  # the options register_configs stored last
+
+
 def register_configs() -> None:
     """Put every declaration into Hydra's ConfigStore: the `<group>=<name>` options (no YAML
     file needed) and the apps' schemas `zoo_train_schema`, `zoo_eval_schema`.
@@ -159,8 +163,12 @@ def register_configs() -> None:
     that their options exist; the zoo's own are known from their JAX-free declarations."""
     from zoo.registry import configurable_models
 
+    global _registered
     load_declarations()
-
+    models = configurable_models()
+    options = (tuple((g, tuple(decl.declared(g))) for g in STORED_GROUPS), tuple(models))
+    if options == _registered:  # zoo-train registers, then Hydra's plugin asks again
+        return
     cs = ConfigStore.instance()
     for app in APP_SECTIONS:
         cs.store(name=f"zoo_{app}_schema", node=app_schema(app))
@@ -168,12 +176,13 @@ def register_configs() -> None:
         for name, cls in decl.declared(group).items():
             node = decl.schema(group, name, decl.settings_of(cls), head={"name": name})
             cs.store(group=group, name=name, node=node)
-    for name, settings in configurable_models().items():
+    for name, settings in models.items():
         head = {"_target_": MODEL_TARGET, "name": name}
         cs.store(group="model", name=name, node=decl.schema("model", name, settings, head))
     for name, cls in decl.declared("logger").items():
         node = decl.schema("logger", name, decl.settings_of(cls))
         cs.store(group="logger", name=name, node={name: node})
+    _registered = options
 
 
 def validate(cfg: DictConfig, app: str | None = None) -> None:
