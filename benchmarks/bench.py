@@ -13,6 +13,7 @@ models and their FLOP/s as a fraction of the card's peak.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -430,23 +431,39 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer steps and repeats (smoke)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"))
+    parser.add_argument("--raw", help="also write the measurements to this JSON file")
     args = parser.parse_args()
     if args.quick:
         args.repeats = 2
     gpu = jax.default_backend() == "gpu"
 
+    raw: dict = {}
+
+    def measured(name: str, value: object) -> object:
+        """Keep each section's figures as soon as they are measured (--raw)."""
+        raw[name] = value
+        if args.raw:
+            Path(args.raw).write_text(json.dumps(raw, indent=1))
+        return value
+
     print("steps per second", flush=True)
-    speed = steps_per_second(args, gpu)
+    speed = measured("speed", steps_per_second(args, gpu))
     print("compile scaling", flush=True)
-    scaling = compile_scaling(args)
+    scaling = measured("scaling", compile_scaling(args))
     print("checkpoint overhead", flush=True)
-    ckpt = checkpoint_overhead(*((1, 2000) if args.quick else (3, 20_000)))
+    ckpt = measured("ckpt", checkpoint_overhead(*((1, 2000) if args.quick else (3, 20_000))))
     print(", ".join(f"{k} {v:.2f} s" for k, v in ckpt.items()), flush=True)
     print("start-up", flush=True)
-    start = startup(2 if args.quick else 3)
+    start = measured("start", startup(2 if args.quick else 3))
     print("matmul peak", flush=True)
+    # CPU: the large model's matmuls are (1024 x 1024) @ (1024 x 1024), so the same-sized `a @ a`
+    # is the practical peak for that work, a 2048 one beside it for context; GPU: a big bf16 one.
+    sizes = {"bf16 8192": (8192, "bfloat16")} if gpu else {"1024": (1024,), "2048": (2048,)}
+    peaks = measured(
+        "peaks", {name: matmul_flops(n, 5, *dtype) for name, (n, *dtype) in sizes.items()}
+    )
     report = gpu_report if gpu else cpu_report
-    lines = report(speed, scaling, ckpt, start)
+    lines = report(speed, scaling, ckpt, start, peaks)  # type: ignore[arg-type]
     text = "\n".join(lines)
     print(text)
     if args.quick:
@@ -512,11 +529,8 @@ def around_the_loop(ckpt: dict[str, float], start: tuple[float, float, float]) -
     ]
 
 
-def cpu_report(speed: list, scaling: list, ckpt: dict, start: tuple) -> list[str]:
-    # The large model's matmuls are (1024 x 1024) @ (1024 x 1024): the same-sized `a @ a` is the
-    # practical peak for that work; a 2048 one is shown beside it for context.
-    peak = matmul_flops(SIZES["large"][0])
-    peak_2048 = matmul_flops(2048)
+def cpu_report(speed: list, scaling: list, ckpt: dict, start: tuple, peaks: dict) -> list[str]:
+    peak, peak_2048 = peaks["1024"], peaks["2048"]
     f32 = [row for row in speed if row[1] == "float32"]
     large = next(row for row in f32 if row[0].startswith("large"))
     large_bf16 = next(r for r in speed if r[0] == large[0] and r[1] == "bfloat16")
@@ -599,10 +613,10 @@ def cpu_report(speed: list, scaling: list, ckpt: dict, start: tuple) -> list[str
     return lines
 
 
-def gpu_report(speed: list, scaling: list, ckpt: dict, start: tuple) -> list[str]:
+def gpu_report(speed: list, scaling: list, ckpt: dict, start: tuple, peaks: dict) -> list[str]:
     kind = jax.devices()[0].device_kind
     spec = next((peak for name, peak in BF16_PEAK.items() if name in kind), None)
-    measured = matmul_flops(8192, dtype="bfloat16")
+    measured = peaks["bf16 8192"]
     peak = spec or measured
     peak_words = (
         f"the {kind}'s dense bfloat16 peak from NVIDIA's data sheet, {spec / 1e12:.0f} TFLOP/s"
