@@ -262,7 +262,7 @@ def speed_cases(gpu: bool) -> list[Case]:
     ]
     transformers = [(64, 2, 12, 256, 100), (128, 2, 12, 256, 40)]
     if gpu:
-        transformers = [(64, 2, 12, 256, 100), (128, 2, 12, 256, 100), (1024, 8, 512, 64, 10)]
+        transformers = [(64, 2, 12, 256, 100), (128, 2, 12, 256, 100), (1024, 8, 256, 128, 10)]
     cases += [
         Case(
             f"transformer (d_model {d}, {n} layers, length {length}, batch {b})",
@@ -280,6 +280,8 @@ def steps_per_second(args, gpu: bool) -> list[tuple[str, str, float, float, floa
     """(label, dtype, zoo, (a), (b) seconds per step, matmul FLOPs per step) per case and dtype."""
     rows = []
     for case in speed_cases(gpu):
+        if args.cases not in case.label:
+            continue
         for dtype in DTYPES:
             steps = max(case.steps // 10, 1) if args.quick else case.steps
             # Each contender gets a fresh run: the zoo donates its state buffers to the next
@@ -432,6 +434,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"))
     parser.add_argument("--raw", help="also write the measurements to this JSON file")
+    parser.add_argument("--cases", default="", help="time only the models whose name has this")
     args = parser.parse_args()
     if args.quick:
         args.repeats = 2
@@ -446,6 +449,7 @@ def main() -> None:
             Path(args.raw).write_text(json.dumps(raw, indent=1))
         return value
 
+    info = measured("machine", machine())
     print("steps per second", flush=True)
     speed = measured("speed", steps_per_second(args, gpu))
     print("compile scaling", flush=True)
@@ -463,7 +467,7 @@ def main() -> None:
         "peaks", {name: matmul_flops(n, 5, *dtype) for name, (n, *dtype) in sizes.items()}
     )
     report = gpu_report if gpu else cpu_report
-    lines = report(speed, scaling, ckpt, start, peaks)  # type: ignore[arg-type]
+    lines = report(info, speed, scaling, ckpt, start, peaks)  # type: ignore[arg-type]
     text = "\n".join(lines)
     print(text)
     if args.quick:
@@ -473,13 +477,22 @@ def main() -> None:
         update_readme(lines)
 
 
-def header(kind: str) -> str:
-    device = jax.devices()[0]
+def machine() -> dict[str, str]:
+    """What the figures were measured on."""
+    return {
+        "cpu": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores",
+        "backend": jax.default_backend(),
+        "devices": str(jax.device_count()),
+        "device_kind": jax.devices()[0].device_kind,
+        "versions": f"jax {jax.__version__}, flax {version('flax')}, optax {version('optax')}, "
+        f"hydra-core {version('hydra-core')}, Python {platform.python_version()}",
+    }
+
+
+def header(info: dict[str, str]) -> str:
     return (
-        f"Machine: {kind}, JAX backend `{jax.default_backend()}` ({jax.device_count()} device: "
-        f"{device.device_kind}). Versions: jax {jax.__version__}, flax {version('flax')}, "
-        f"optax {version('optax')}, hydra-core {version('hydra-core')}, "
-        f"Python {platform.python_version()}."
+        f"Machine: {info['cpu']}, JAX backend `{info['backend']}` ({info['devices']} device: "
+        f"{info['device_kind']}). Versions: {info['versions']}."
     )
 
 
@@ -529,7 +542,9 @@ def around_the_loop(ckpt: dict[str, float], start: tuple[float, float, float]) -
     ]
 
 
-def cpu_report(speed: list, scaling: list, ckpt: dict, start: tuple, peaks: dict) -> list[str]:
+def cpu_report(
+    info: dict, speed: list, scaling: list, ckpt: dict, start: tuple, peaks: dict
+) -> list[str]:
     peak, peak_2048 = peaks["1024"], peaks["2048"]
     f32 = [row for row in speed if row[1] == "float32"]
     large = next(row for row in f32 if row[0].startswith("large"))
@@ -541,7 +556,7 @@ def cpu_report(speed: list, scaling: list, ckpt: dict, start: tuple, peaks: dict
     lines = [
         "# Benchmark results",
         "",
-        header(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"),
+        header(info),
         "",
         "Medians of several repeats after a warm-up, all measured side by side in one process. "
         "Baseline (a): a hand-written `jax.jit` + optax step on plain arrays, one call a step; "
@@ -613,8 +628,10 @@ def cpu_report(speed: list, scaling: list, ckpt: dict, start: tuple, peaks: dict
     return lines
 
 
-def gpu_report(speed: list, scaling: list, ckpt: dict, start: tuple, peaks: dict) -> list[str]:
-    kind = jax.devices()[0].device_kind
+def gpu_report(
+    info: dict, speed: list, scaling: list, ckpt: dict, start: tuple, peaks: dict
+) -> list[str]:
+    kind = info["device_kind"]
     spec = next((peak for name, peak in BF16_PEAK.items() if name in kind), None)
     measured = peaks["bf16 8192"]
     peak = spec or measured
@@ -628,7 +645,7 @@ def gpu_report(speed: list, scaling: list, ckpt: dict, start: tuple, peaks: dict
         GPU_START,
         f"## GPU: {kind}",
         "",
-        header(f"{os.cpu_count()} CPU cores"),
+        header(info),
         "",
         "As on the CPU (same baselines and loop), with the CPU's sizes and larger ones. The "
         f"FLOP/s columns count matmul FLOPs (3x forward) against {peak_words}; a plain 8192x8192 "
