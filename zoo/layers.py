@@ -33,7 +33,9 @@ class InnerLinear(nnx.Module):
         key = rngs.params()
         scale = 1.0 / jnp.sqrt(in_features)
         kernel = jax.random.normal(key, (in_features, out_features)) * scale
-        self.kernel = nnx.Param(kernel.astype(param_dtype))
+        if kernel.dtype != param_dtype:  # (an equal-dtype cast is one more program to load)
+            kernel = kernel.astype(param_dtype)
+        self.kernel = nnx.Param(kernel)
         self.bias = nnx.Param(jnp.zeros((out_features,), param_dtype))
         self.dtype = dtype
 

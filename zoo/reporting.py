@@ -45,8 +45,9 @@ class TensorBoard:
 class Reporter:
     """Context manager for a run's reports; call it with each log point's metrics record.
 
-    On a clean exit it draws `<run_dir>/loss.png` from `<run_dir>/metrics.jsonl`. With
-    `run_dir=None` (a process that writes no files) it only shows progress.
+    It draws `<run_dir>/loss.png` from `<run_dir>/metrics.jsonl` at the record of the last step
+    (the plot helper then draws while the run saves), else on a clean exit. With `run_dir=None` (a
+    process that writes no files) it only shows progress.
     """
 
     def __init__(
@@ -61,6 +62,8 @@ class Reporter:
     ):
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.title = title
+        self.total = total
+        self.drawn = False
         self.progress = Progress(total, start=start, bar=bar)
         self.logger_cfg = logger
         self.writers: list[TensorBoard] = []
@@ -78,6 +81,8 @@ class Reporter:
         self.progress.update(record)
         for writer in self.writers:
             writer(record)
+        if record["step"] == self.total:  # metrics.jsonl is complete
+            self._draw()
 
     def __exit__(
         self,
@@ -88,7 +93,13 @@ class Reporter:
         self.progress.__exit__(exc_type, exc, tb)
         for writer in self.writers:
             writer.close()
-        if exc_type is None and self.run_dir and (self.run_dir / "metrics.jsonl").exists():
-            from zoo.plotter import draw_losses  # by zoo-train's helper process if it runs
+        if exc_type is None:
+            self._draw()
 
-            draw_losses(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png", self.title)
+    def _draw(self) -> None:
+        if self.drawn or not self.run_dir or not (self.run_dir / "metrics.jsonl").exists():
+            return
+        from zoo.plotter import draw_losses  # by zoo-train's helper process if it runs
+
+        draw_losses(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png", self.title)
+        self.drawn = True
