@@ -2,18 +2,31 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# ACCEL=cpu (the default) installs CPU-only JAX; ACCEL=cuda12 or cuda13 adds JAX's CUDA plugin for
+# NVIDIA GPUs (pyproject.toml's extras of those names). The choice is remembered in .venv/.accel,
+# so later `make` commands keep it; `make install ACCEL=cpu` goes back to CPU-only.
+ACCELS := cpu cuda12 cuda13
+ACCEL ?= $(or $(shell cat $(VENV)/.accel 2>/dev/null),cpu)
+ifeq ($(filter $(ACCEL),$(ACCELS)),)
+$(error ACCEL=$(ACCEL) is unknown; valid: $(ACCELS))
+endif
+EXTRAS := dev$(if $(filter cpu,$(ACCEL)),,,$(ACCEL))
+STAMP := $(VENV)/.installed-$(ACCEL)
 
 .PHONY: install train eval test test-fast lint format bench clean
 
 install: $(STAMP)
 
-# Reinstalls only when pyproject.toml changes. `editable_mode=compat` keeps the repo on sys.path
-# so Hydra still discovers the hydra_plugins namespace (hydra issue 2359).
+# Reinstalls when pyproject.toml or ACCEL changes. `editable_mode=compat` keeps the repo on
+# sys.path so Hydra still discovers the hydra_plugins namespace (hydra issue 2359).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]' --config-settings editable_mode=compat
+	$(if $(filter cpu,$(ACCEL)),$(BIN)/python -m pip freeze | grep -o '^jax-cuda[0-9]*-[a-z]*' \
+		| xargs -r $(BIN)/python -m pip uninstall --quiet --yes)
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]' --config-settings editable_mode=compat
+	rm -f $(VENV)/.installed*
+	echo $(ACCEL) > $(VENV)/.accel
 	touch $(STAMP)
 
 train: $(STAMP)

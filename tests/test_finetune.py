@@ -264,6 +264,7 @@ FROZEN_RUN = [
     "trainer.log_every=2",
     "trainer.eval_every=20",
     "trainer.ckpt_every=20",
+    "trainer.ckpt_every_seconds=0",  # save at every multiple of ckpt_every, however fast
 ]
 
 

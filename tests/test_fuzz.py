@@ -1,10 +1,11 @@
 """A table of bad inputs (values, keys, files, directories, checkpoints) through the command line:
 each exits non-zero with one line naming what is wrong, no traceback, quickly and in bounded memory.
 
-The cases run through `zoo-train` / `zoo-eval`'s own functions (`zoo.cli.train_main`,
-`zoo.cli.eval_main`) with `sys.argv` set, in one child process, so the interpreter and JAX start
-once for all of them; tests elsewhere run the scripts themselves as subprocesses (signals, the
-venv from the wheel). Signals are in tests/test_long_runs.py.
+The cases run through `zoo-train` / `zoo-eval`'s own functions (`zoo.cli.train_app`, what
+`zoo-train` runs short of ending the process, and `zoo.cli.eval_main`) with `sys.argv` set, in
+one child process, so the interpreter and JAX start once for all of them; tests elsewhere run
+the scripts themselves as subprocesses (signals, the venv from the wheel). Signals are in
+tests/test_long_runs.py.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ DRIVER = textwrap.dedent(
         start = time.perf_counter()
         try:
             with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-                (cli.train_main if app == "train" else cli.eval_main)()
-            code = 0
+                code = cli.train_app() if app == "train" else cli.eval_main()
+            code = code if isinstance(code, int) else 0
         except SystemExit as exit_:
             code = exit_.code if isinstance(exit_.code, int) else 1
         except BaseException:

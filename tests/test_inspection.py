@@ -23,9 +23,13 @@ RUN = [
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """A deep_nested depth-3 run (stacked blocks (2, 8, 8)) with checkpoints at 0, 5 and 10."""
+    """A deep_nested depth-3 run (stacked blocks (2, 8, 8)) with checkpoints at 0, 5 and 10,
+    started from the weights of the model its seed builds (a run from init.from saves step 0)."""
     run_dir = tmp_path_factory.mktemp("run")
-    train(compose_config("train", RUN), run_dir)
+    initial = build_model("deep_nested", {"in_features": 4, "hidden": 8, "depth": 3}, seed=0)
+    zoo.save_pretrained(initial, run_dir.parent / "initial")
+    overrides = [*RUN, "trainer.ckpt_every_seconds=0", f"init.from={run_dir.parent / 'initial'}"]
+    train(compose_config("train", overrides), run_dir)
     return run_dir
 
 

@@ -19,7 +19,7 @@ import pytest
 from conftest import ROOT, compose_config, run_script
 from safetensors.numpy import load_file
 
-from zoo import build, loop
+from zoo import build, loop, reporting
 from zoo.build import build_run
 from zoo.checkpoint import PARTIAL_MARK, Checkpoints, keep_metrics_until
 from zoo.errors import RunStopped, ZooError
@@ -34,6 +34,7 @@ SIGNAL_RUN = [
     "trainer.log_every=2",
     "trainer.eval_every=20",
     "trainer.ckpt_every=20",
+    "trainer.ckpt_every_seconds=0",  # save at every multiple of ckpt_every, however fast
     "trainer.keep_checkpoints=2",
 ]
 SHORT_RUN = [
@@ -41,6 +42,7 @@ SHORT_RUN = [
     "trainer.log_every=5",
     "trainer.eval_every=10",
     "trainer.ckpt_every=20",
+    "trainer.ckpt_every_seconds=0",
 ]
 
 
@@ -78,7 +80,7 @@ def restore_latest(run_dir: Path, *overrides: str):
 
 @pytest.fixture(scope="module")
 def short_run(tmp_path_factory) -> Path:
-    """SHORT_RUN trained to the end, checkpoints at 0, 20 and 40; copy it before changing it."""
+    """SHORT_RUN trained to the end, checkpoints at 20 and 40; copy it before changing it."""
     run_dir = tmp_path_factory.mktemp("short_run")
     train_in_process(run_dir, *SHORT_RUN)
     return run_dir
@@ -190,7 +192,7 @@ def test_an_interrupted_save_is_never_resumed_from_and_is_removed(tmp_path, shor
     os.rename(run_dir / "checkpoints" / "40", run_dir / "checkpoints" / f"40{PARTIAL_MARK}")
     train_in_process(run_dir, *SHORT_RUN, "trainer.resume=true")
     assert partial_saves(run_dir) == []
-    assert complete_steps(run_dir) == [0, 20, 40]
+    assert complete_steps(run_dir) == [20, 40]
     assert records(run_dir) == records(short_run)
 
 
@@ -313,10 +315,9 @@ def test_an_absurd_learning_rate_stops_with_one_line_and_a_finite_latest_checkpo
         "high (optim.lr) or non-finite or badly scaled data; the latest checkpoint is the last "
         "good one"
     ]
-    assert complete_steps(tmp_path) == [0] and partial_saves(tmp_path) == []
+    # no checkpoint before the first multiple of ckpt_every: a run starts again from its config
+    assert complete_steps(tmp_path) == [] and partial_saves(tmp_path) == []
     assert not (tmp_path / "model").exists()
-    state = restore_latest(tmp_path, *overrides)  # loadable, and finite (restore checks it)
-    assert int(state.step) == 0
     assert records(tmp_path) == []  # no non-finite record, no partial line
 
 
@@ -338,7 +339,7 @@ def test_divergence_after_a_checkpoint_keeps_that_checkpoint_the_latest(tmp_path
         ZooError, match="non-finite at step 4[1-5]: .*the latest checkpoint is the last good one$"
     ):
         train_in_process(run_dir, *diverging)
-    assert complete_steps(run_dir) == [0, 20, 40] and partial_saves(run_dir) == []
+    assert complete_steps(run_dir) == [20, 40] and partial_saves(run_dir) == []
     assert records(run_dir) == records(short_run)
     assert not (run_dir / "model").exists()
 
@@ -427,6 +428,7 @@ RECIPE_RUN = [
     "optim.schedule=cosine",
     "optim.warmup_steps=20",
     "optim.clip_norm=0.5",
+    "trainer.ckpt_every_seconds=0",
 ]
 
 
@@ -536,7 +538,7 @@ def test_sigterm_stops_at_the_next_log_point_but_on_the_last_dispatch_finishes_t
         f"SIGTERM at step 15: checkpoint saved in {tmp_path / 'checkpoints'}; continue with "
         "trainer.resume=true and the same hydra.run.dir"
     )
-    assert complete_steps(tmp_path) == [0, 15] and not (tmp_path / "model").exists()
+    assert complete_steps(tmp_path) == [15] and not (tmp_path / "model").exists()
 
     monkeypatch.undo()
     sigterm_during(monkeypatch, 40)  # the resumed run's last dispatch: it finishes
@@ -545,6 +547,32 @@ def test_sigterm_stops_at_the_next_log_point_but_on_the_last_dispatch_finishes_t
     uninterrupted = load_file(str(short_run / "model" / "model.safetensors"))
     for key, value in load_file(str(tmp_path / "model" / "model.safetensors")).items():
         np.testing.assert_array_equal(value, uninterrupted[key])
+
+
+def test_ctrl_c_saves_at_the_next_log_point_and_the_run_resumes_bitwise(
+    tmp_path, short_run, monkeypatch
+):
+    overrides = short_run_with("trainer.ckpt_every_seconds=1000000")  # no save but the forced
+    report = reporting.Reporter.__call__
+
+    def ctrl_c_at_step_15(self, record):
+        report(self, record)
+        if record["step"] == 15:
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(reporting.Reporter, "__call__", ctrl_c_at_step_15)
+    with pytest.raises(
+        RunStopped, match=r"^Ctrl-C \(SIGINT\) at step 15: checkpoint saved in "
+    ) as stop:
+        train(compose_config("train", overrides), tmp_path)
+    assert stop.value.exit_code == 130
+    assert complete_steps(tmp_path) == [15]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handed back
+
+    monkeypatch.undo()
+    train(compose_config("train", [*overrides, "trainer.resume=true"]), tmp_path)
+    assert records(tmp_path) == records(short_run)
+    assert json.loads((tmp_path / "model" / "config.json").read_text())["model"] == "deep_nested"
 
 
 def test_several_processes_need_a_shared_checkpoint_directory(tmp_path, monkeypatch):

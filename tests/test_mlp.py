@@ -95,7 +95,7 @@ def test_default_mlp_config_trains_on_the_teacher_and_saves_a_loadable_model(tmp
     loaded = from_pretrained(tmp_path / "model")
     assert zoo.model_spec(loaded) == ("mlp", {
         "in_features": 4, "widths": (64, 64), "activation": "relu", "dropout": 0.0,
-        "out_features": 1,
+        "out_features": 1, "dtype": "float32", "param_dtype": "float32",
     })  # fmt: skip
     save_pretrained(loaded, tmp_path / "again")
     assert json.loads((tmp_path / "again" / "config.json").read_text())["kwargs"]["widths"] == [

@@ -86,6 +86,8 @@ def test_files_hold_attribute_paths_and_the_registry_name(saved):
             "depth": 3,
             "activation": "relu",
             "out_features": 2,
+            "dtype": "float32",
+            "param_dtype": "float32",
         },
     }
 

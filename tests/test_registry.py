@@ -22,7 +22,15 @@ def test_create_model_builds_the_registered_class_with_kwargs():
     assert model.middle.inner.kernel.shape == (3, 5)
     assert zoo.model_spec(model) == (
         "deep_nested",
-        {"in_features": 3, "hidden": 5, "depth": 2, "activation": "relu", "out_features": None},
+        {
+            "in_features": 3,
+            "hidden": 5,
+            "depth": 2,
+            "activation": "relu",
+            "out_features": None,
+            "dtype": "float32",
+            "param_dtype": "float32",
+        },
     )
 
 

@@ -154,4 +154,17 @@ def test_train_run_without_a_terminal_logs_lines_once_and_leaves_its_files(tmp_p
     assert {"loss.png", "metrics.jsonl", "model", "train.log"} <= {
         p.name for p in tmp_path.iterdir()
     }
+    assert imread(tmp_path / "loss.png").ndim == 3  # drawn by zoo-train's plot helper
     assert "\r" not in result.stderr  # no bar drawn into a pipe
+
+
+def test_a_plot_the_helper_cannot_draw_is_drawn_in_the_run(tmp_path):
+    from zoo import plotter
+
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
+    plotter.start()
+    plotter._helper.kill()  # a helper that died (or could not start)
+    plotter._helper.wait()
+    plotter.draw_losses(tmp_path / "metrics.jsonl", tmp_path / "loss.png", "demo")
+    plotter.finish()
+    assert imread(tmp_path / "loss.png").shape[2] in (3, 4)

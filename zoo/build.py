@@ -98,6 +98,11 @@ def build_run(cfg: DictConfig) -> Run:
     mesh = parallel.make_mesh(trainer.devices)
     parallel.check_batch_size(trainer.batch_size, mesh)
     log.info(parallel.describe(mesh))
+    if parallel.gpu_left_unused(mesh):
+        log.warning(
+            "an NVIDIA GPU is visible but JAX runs on the CPU: install JAX's CUDA plugin "
+            "(make install ACCEL=cuda12; README: GPUs)"
+        )
     name, kwargs = model_kwargs(cfg.model)
     data = make_dataset(cfg.data, cfg.model)
     kwargs = fit_to_data(kwargs, data)

@@ -208,11 +208,28 @@ def _eval_task(cfg: Any) -> None:
 
 def train_main() -> None:
     """`zoo-train [overrides]`: train a model (`python train.py` in a checkout)."""
+    from zoo import plotter, startup
+
+    startup.pause_gc()  # until the first steps have run (zoo.training)
+    plotter.start()  # first: it imports matplotlib while this process starts the run
+    startup.exit_now(train_app())  # files are closed: skip the interpreter's teardown
+
+
+def train_app() -> object:
+    """What `zoo-train` does with `sys.argv`, short of ending the process: its exit code."""
+    from zoo import plotter
     from zoo.config import register_configs
 
-    use_compilation_cache()
-    register_configs()
-    run_hydra_app(_hydra_app("train", _train_task))
+    code: object = 0
+    try:
+        use_compilation_cache()
+        register_configs()
+        run_hydra_app(_hydra_app("train", _train_task))
+    except SystemExit as exit_:
+        code = exit_.code
+    finally:
+        plotter.finish()  # loss.png is there when the app returns
+    return code
 
 
 def eval_main() -> None:

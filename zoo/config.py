@@ -35,6 +35,9 @@ class TrainerSettings:
     eval_every: int = setting(500, "steps between validations", ge=1)
     log_every: int = setting(100, "steps fused into one dispatch between log points", ge=1)
     ckpt_every: int = setting(500, "steps between checkpoints", ge=1)
+    ckpt_every_seconds: float = setting(
+        300.0, "a multiple of ckpt_every saves only this long after the last save", ge=0
+    )
     keep_checkpoints: int = setting(3, "newest checkpoints kept", ge=1, le=1000)
     resume: bool = setting(False, "continue the run in this directory from its latest checkpoint")
     ckpt_dir: str | None = setting(
@@ -213,6 +216,10 @@ def group_settings(group: str, name: str) -> tuple[list[decl.Setting], type | No
     raise ZooError(f"{group}={name} is unknown")
 
 
+STORED_GROUPS = ("data", "optim", "logger")
+_registered: tuple | None = None  # the options register_configs stored last
+
+
 def register_configs() -> None:
     """Put every declaration into Hydra's ConfigStore: the `<group>=<name>` options (no YAML
     file needed) and the apps' schemas `zoo_train_schema`, `zoo_eval_schema`.
@@ -222,10 +229,15 @@ def register_configs() -> None:
     from zoo.registry import configurable_models
     from zoo.rundir import register_resolvers
 
+    global _registered
     load_declarations()
     register_resolvers()  # ${zoo.unique:} in the run directory's name
 
     OmegaConf.register_new_resolver("zoo_settings", settings_help, replace=True)
+    models = configurable_models()
+    options = (tuple((g, tuple(decl.declared(g))) for g in STORED_GROUPS), tuple(models))
+    if options == _registered:  # zoo-train registers, then Hydra's plugin asks again
+        return
     cs = ConfigStore.instance()
     for app in APP_SECTIONS:
         cs.store(name=f"zoo_{app}_schema", node=app_schema(app))
@@ -233,12 +245,13 @@ def register_configs() -> None:
         for name, cls in decl.declared(group).items():
             node = decl.schema(group, name, decl.settings_of(cls), head={"name": name})
             cs.store(group=group, name=name, node=node)
-    for name, settings in configurable_models().items():
+    for name, settings in models.items():
         head = {"_target_": MODEL_TARGET, "name": name}
         cs.store(group="model", name=name, node=decl.schema("model", name, settings, head))
     for name, cls in decl.declared("logger").items():
         node = decl.schema("logger", name, decl.settings_of(cls))
         cs.store(group="logger", name=name, node={name: node})
+    _registered = options
 
 
 def settings_help(_root_: DictConfig) -> str:

@@ -75,7 +75,7 @@ def teacher(cfg: Any, model_cfg: Any) -> Dataset:
     n = cfg.n_train + cfg.n_val
 
     @jax.jit  # one compiled program instead of a dozen eager ones: a faster start-up
-    def generate() -> tuple[jax.Array, jax.Array]:
+    def generate() -> tuple[jax.Array, ...]:
         net = OuterModule(
             cfg.in_features,
             width,
@@ -85,12 +85,10 @@ def teacher(cfg: Any, model_cfg: Any) -> Dataset:
         )
         key_x, key_noise = jax.random.split(jax.random.key(cfg.seed))
         x = jax.random.normal(key_x, (n, cfg.in_features))
-        return x, net(x) + cfg.noise * jax.random.normal(key_noise, (n, width))
+        y = net(x) + cfg.noise * jax.random.normal(key_noise, (n, width))
+        return x[: cfg.n_train], y[: cfg.n_train], x[cfg.n_train :], y[cfg.n_train :]
 
-    x, y = generate()
-    return Dataset(
-        x[: cfg.n_train], y[: cfg.n_train], x[cfg.n_train :], y[cfg.n_train :], task="regression"
-    )
+    return Dataset(*generate(), task="regression")
 
 
 # --- a user's files and bundled sets: NumPy arrays -> a split, standardized Dataset -------------

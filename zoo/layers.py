@@ -7,21 +7,46 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from flax.nnx.nn.dtypes import promote_dtype
+from jax.typing import DTypeLike
 
 from zoo.models.common_settings import ACTIVATION_NAMES
 
 
 class InnerLinear(nnx.Module):
-    """`x @ kernel + bias`, kernel ~ N(0, 1/in_features), bias zero."""
+    """`x @ kernel + bias`, kernel ~ N(0, 1/in_features), bias zero.
 
-    def __init__(self, in_features: int, out_features: int, rngs: nnx.Rngs):
+    As in nnx.Linear, the parameters are kept in `param_dtype` and the product is computed in
+    `dtype` (inputs and parameters cast to it). The kernel is drawn in float32 and then cast, so
+    a float32 layer draws exactly the seed's numbers and other dtypes round the same draw.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        rngs: nnx.Rngs,
+        *,
+        dtype: DTypeLike = jnp.float32,
+        param_dtype: DTypeLike = jnp.float32,
+    ):
         key = rngs.params()
         scale = 1.0 / jnp.sqrt(in_features)
-        self.kernel = nnx.Param(jax.random.normal(key, (in_features, out_features)) * scale)
-        self.bias = nnx.Param(jnp.zeros((out_features,)))
+        kernel = jax.random.normal(key, (in_features, out_features)) * scale
+        if kernel.dtype != param_dtype:  # (an equal-dtype cast is one more program to load)
+            kernel = kernel.astype(param_dtype)
+        self.kernel = nnx.Param(kernel)
+        self.bias = nnx.Param(jnp.zeros((out_features,), param_dtype))
+        self.dtype = dtype
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return x @ self.kernel[...] + self.bias[...]
+        x, kernel, bias = promote_dtype((x, self.kernel[...], self.bias[...]), dtype=self.dtype)
+        return x @ kernel + bias
+
+
+def precision_kwargs(dtype: str, param_dtype: str) -> dict[str, jnp.dtype]:
+    """`dtype` and `param_dtype` by name (`model.dtype=bfloat16`) as the layers take them."""
+    return {"dtype": jnp.dtype(dtype), "param_dtype": jnp.dtype(param_dtype)}
 
 
 # Activations by name only: nothing is ever resolved from a dotted path.

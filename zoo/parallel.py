@@ -9,6 +9,7 @@ gather only their own slice of every batch.
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 from typing import Any
@@ -73,9 +74,26 @@ def initialize_distributed(
     )
 
 
+def local_devices() -> list[jax.Device]:
+    """This process's devices on JAX's backend. When the backend asked for (`JAX_PLATFORMS`, e.g.
+    `cuda`) cannot start, ZooError says so in one line: no silent fall-back to the CPU."""
+    try:
+        return jax.local_devices()
+    except (RuntimeError, AssertionError) as err:
+        # JAX raises a RuntimeError naming the backend, or (cuda without a visible NVIDIA GPU)
+        # a bare AssertionError.
+        asked = jax.config.jax_platforms or os.environ.get("JAX_PLATFORMS", "")
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        reason = reason.split(" (set JAX_PLATFORMS=")[0].rstrip(".") or "no such device visible"
+        raise ZooError(
+            f"JAX_PLATFORMS={asked} asks for a backend JAX cannot start ({reason}); for NVIDIA "
+            "GPUs: make install ACCEL=cuda12 (README: GPUs), or unset JAX_PLATFORMS"
+        ) from None
+
+
 def make_mesh(devices: str | int = "auto") -> Mesh:
     """A 1-D mesh over the first `devices` local devices of every process ("auto": all of them)."""
-    local = jax.local_devices()
+    local = local_devices()
     if devices == "auto":
         per_process = len(local)
     else:
@@ -130,8 +148,18 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
 
 
 def describe(mesh: Mesh) -> str:
-    """How many devices of which kind in how many processes, for the run's log."""
-    kind = mesh.devices.flat[0].platform
+    """How many devices of which platform and kind in how many processes, and JAX's backend,
+    for the run's log: `data parallel over 1 gpu device(s) (backend cuda: NVIDIA H100 ...)`."""
+    device = mesh.devices.flat[0]
     processes = jax.process_count()
     where = f" in {processes} processes" if processes > 1 else ""
-    return f"data parallel over {mesh.size} {kind} device(s){where}"
+    return (
+        f"data parallel over {mesh.size} {device.platform} device(s){where} "
+        f"(backend {jax.default_backend()}: {device.device_kind})"
+    )
+
+
+def gpu_left_unused(mesh: Mesh) -> bool:
+    """Whether the run is on CPUs while the machine shows an NVIDIA GPU (its device files): the
+    usual cause is a jaxlib without JAX's CUDA plugin."""
+    return mesh.devices.flat[0].platform == "cpu" and bool(glob.glob("/dev/nvidia[0-9]*"))

@@ -30,7 +30,7 @@ from safetensors.numpy import save_file
 
 from zoo.errors import ZooError
 from zoo.files import follow_umask, staging_directory
-from zoo.registry import create_model, model_arguments, model_spec
+from zoo.registry import create_model, model_arguments, model_settings, model_spec
 
 if TYPE_CHECKING:
     from zoo.surgery import LoadReport
@@ -186,6 +186,20 @@ def read_config(directory: str | os.PathLike) -> tuple[str, dict[str, Any]]:
     return name, kwargs
 
 
+def _with_param_dtype(name: str, kwargs: dict[str, Any], dtype: str) -> dict[str, Any]:
+    """`kwargs` with `param_dtype=dtype` if model `name` has that setting; ZooError for a dtype
+    that is not a floating-point type."""
+    try:
+        floating = jax.numpy.issubdtype(jax.numpy.dtype(dtype), jax.numpy.floating)
+    except TypeError:
+        floating = False
+    if not floating:
+        raise ZooError(f"from_pretrained(dtype={dtype!r}): not a floating-point dtype")
+    if any(s.name == "param_dtype" for s in model_settings(name)):
+        return kwargs | {"param_dtype": str(jax.numpy.dtype(dtype))}
+    return kwargs
+
+
 def _is_plain(value: Any) -> bool:
     if isinstance(value, list | tuple):
         return all(map(_is_plain, value))
@@ -266,10 +280,15 @@ def from_pretrained(
     *,
     strict: bool = True,
     output_loading_info: bool = False,
+    dtype: str | None = None,
     **overrides: Any,
 ) -> nnx.Module | tuple[nnx.Module, LoadReport]:
     """Rebuild the model saved in `directory` through the registry and load its weights; it
     comes back in eval mode (dropout off): call `model.train()` to fine-tune.
+
+    `dtype` (e.g. "float32", "bfloat16") casts every floating tensor of the file to it on load,
+    and rebuilds the model with `param_dtype=dtype` where it has that setting; without it the
+    tensors must have the dtypes the saved config builds.
 
     `overrides` change constructor arguments (e.g. `out_features=5` for a new head). With
     `strict=True` every missing, unexpected, mis-shaped or mis-typed tensor is reported in one
@@ -281,13 +300,16 @@ def from_pretrained(
     from zoo.weights import PretrainedSource
 
     directory = Path(directory)
+    if dtype is not None:
+        overrides = _with_param_dtype(read_config(directory)[0], overrides, dtype)
     name, kwargs, abstract = abstract_model(directory, **overrides)
     source = PretrainedSource(directory)
-    plan_load(abstract, source, strict=strict)  # a strict mismatch stops before allocating
+    cast = dtype is not None
+    plan_load(abstract, source, strict=strict, cast=cast)  # a strict mismatch: before allocating
     try:
         model = create_model(name, rngs=nnx.Rngs(0), **kwargs)
     except (TypeError, ValueError) as err:
         raise ZooError(f"{directory / CONFIG}: cannot build model {name!r}: {err}") from None
-    report = load_weights(model, source, strict=strict)
+    report = load_weights(model, source, strict=strict, cast=cast)
     model.eval()
     return (model, report) if output_loading_info else model

@@ -24,10 +24,11 @@ log = logging.getLogger(__name__)
 class Reporter:
     """Context manager for a run's reports; call it with each log point's metrics record.
 
-    On a clean exit it draws `<run_dir>/loss.png` from `<run_dir>/metrics.jsonl` (unless
-    `trainer.plots=false`) and hands the loggers the run's artifacts: loss.png, config.yaml and
-    model/ (saved inside the block). With `run_dir=None` (a process that writes no files) it only
-    shows progress.
+    It draws `<run_dir>/loss.png` from `<run_dir>/metrics.jsonl` (unless `trainer.plots=false`)
+    at the record of the last step (zoo-train's plot helper then draws while the run saves), else
+    on a clean exit, and hands the loggers the run's artifacts: loss.png, config.yaml and model/
+    (saved inside the block). With `run_dir=None` (a process that writes no files) it only shows
+    progress.
     """
 
     def __init__(
@@ -42,6 +43,8 @@ class Reporter:
     ):
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.title = title
+        self.total = total
+        self.drawn = False
         self.progress = Progress(total, start=start, bar=bar)
         self.start = start
         self.config = config
@@ -60,6 +63,8 @@ class Reporter:
         self.progress.update(record)
         for logger in self.loggers:
             logger.log(record)
+        if record["step"] == self.total:  # metrics.jsonl is complete
+            self._draw()
 
     def __exit__(
         self,
@@ -70,8 +75,11 @@ class Reporter:
         self.progress.__exit__(exc_type, exc, tb)
         artifacts = []
         if exc_type is None and self.run_dir:
-            if self.plots:
-                self._plot()
+            self._draw()
+            if self.loggers and self.drawn:
+                from zoo.plotter import finish
+
+                finish()  # loss.png is whole before the loggers keep it
             names = ("loss.png", "config.yaml", "model")
             artifacts = [self.run_dir / name for name in names if (self.run_dir / name).exists()]
         if self.loggers:
@@ -80,11 +88,12 @@ class Reporter:
             for logger in self.loggers:
                 logger.close(status_of(exc), artifacts)
 
-    def _plot(self) -> None:
-        from zoo.metrics import read_metrics
-        from zoo.plots import plot_losses
+    def _draw(self) -> None:
+        if self.drawn or not self.plots or not self.run_dir:
+            return
+        if not (self.run_dir / "metrics.jsonl").exists():
+            return
+        from zoo.plotter import draw_losses  # by zoo-train's helper process if it runs
 
-        records = read_metrics(self.run_dir / "metrics.jsonl")
-        if records:
-            path = plot_losses(records, self.run_dir / "loss.png", self.title)
-            log.info("loss curves in %s", path)
+        draw_losses(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png", self.title)
+        self.drawn = True

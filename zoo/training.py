@@ -12,6 +12,7 @@ import jax
 from flax import nnx
 from omegaconf import DictConfig, OmegaConf
 
+from zoo import startup
 from zoo.build import Run, build_run
 from zoo.errors import ZooError
 from zoo.files import write_atomically
@@ -19,6 +20,7 @@ from zoo.finetune import INIT_REPORT
 from zoo.loop import TrainState, evaluates_at, log_points, logged_metrics, run_chunks, weights
 from zoo.monitor import Monitor
 from zoo.profiling import ChunkProfile
+from zoo.savepoints import SaveSchedule
 
 log = logging.getLogger(__name__)
 RUN_CONFIG = "config.yaml"  # the run's resolved config, written by the zoo into its directory
@@ -31,7 +33,8 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
 
     The run locks `run_dir` before writing anything. With `trainer.resume`, it continues from the
     latest checkpoint; without it, a `run_dir` holding an earlier run's results is refused. On
-    SIGTERM or Ctrl-C, it saves a checkpoint at the next log point and raises RunStopped. With
+    SIGTERM or Ctrl-C, it saves a checkpoint at the next log point and raises RunStopped; other
+    checkpoints follow zoo.savepoints (steps and wall time). With
     several processes, all write the checkpoints together into the `trainer.ckpt_dir` they share;
     only process 0 writes the other files.
     """
@@ -72,8 +75,9 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
             raise ZooError(f"the checkpoint is at step {start}, past trainer.steps={run.steps}")
         if ckpts.restored_meta is not None:
             monitor.restore(ckpts.restored_meta.get("monitor"))
-        # a fresh run's step 0: always a good checkpoint to go back to
-        ckpts.save(state, monitor=monitor.state())
+        saves = SaveSchedule(trainer.ckpt_every, trainer.ckpt_every_seconds)
+        if start == 0 and run.init_report is not None:  # weights from elsewhere: keep the start
+            ckpts.save(state, monitor=monitor.state())
         points = log_points(run.steps, run.log_every, run.eval_every, trainer.ckpt_every)
         if monitor.exhausted:  # the run stopped early before: nothing left to train
             log.info(monitor.stop_message(start))
@@ -90,6 +94,7 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
         with open(metrics_path or os.devnull, "a") as metrics_file, reporter, profile:
             chunks = run_chunks(run, state, [p for p in points if p > start])
             for state, record in chunks:  # noqa: B007  (the state after the last one is kept)
+                startup.resume_gc()  # start-up is over (zoo.startup)
                 metrics_file.write(json.dumps(record) + "\n")
                 metrics_file.flush()
                 reporter(record)
@@ -98,7 +103,7 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
                 if monitor.update(record, evaluates_at(run, step)) and primary:
                     save_model(run, state, run_dir / "best")  # before the checkpoint saying so
                 early = monitor.exhausted and step < run.steps
-                if step % trainer.ckpt_every == 0 or step == run.steps or stop.received or early:
+                if saves.due(step, forced=step == run.steps or bool(stop.received) or early):
                     # after its record: a resume never misses a line
                     ckpts.save(state, monitor=monitor.state())
                 if early:

@@ -9,19 +9,31 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.typing import DTypeLike
 
-from zoo.layers import InnerLinear, create_stacked, get_activation, scan_blocks
+from zoo.layers import InnerLinear, create_stacked, get_activation, precision_kwargs, scan_blocks
 from zoo.models import deep_nested_settings  # noqa: F401  (the declaration register_model uses)
 from zoo.registry import register_model
 
 
 class MiddleModule(nnx.Module):
-    """One block: `activation(inner(x))`."""
+    """One block: `activation(inner(x))`, computed in `dtype` (see InnerLinear)."""
 
-    def __init__(self, in_features: int, hidden: int, rngs: nnx.Rngs, activation: str = "relu"):
+    def __init__(
+        self,
+        in_features: int,
+        hidden: int,
+        rngs: nnx.Rngs,
+        activation: str = "relu",
+        *,
+        dtype: DTypeLike = jnp.float32,
+        param_dtype: DTypeLike = jnp.float32,
+    ):
         get_activation(activation)  # fail at construction, not at the first call
         self.activation = activation
-        self.inner = InnerLinear(in_features, hidden, rngs=rngs)
+        self.inner = InnerLinear(
+            in_features, hidden, rngs=rngs, dtype=dtype, param_dtype=param_dtype
+        )
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return get_activation(self.activation)(self.inner(x))
@@ -44,20 +56,27 @@ class OuterModule(nnx.Module):
         depth: int = 1,
         activation: str = "relu",
         out_features: int | None = None,
+        dtype: str = "float32",
+        param_dtype: str = "float32",
         rngs: nnx.Rngs,
     ):
-        self.middle = MiddleModule(in_features, hidden, rngs=rngs, activation=activation)
+        precision = precision_kwargs(dtype, param_dtype)
+        self.middle = MiddleModule(
+            in_features, hidden, rngs=rngs, activation=activation, **precision
+        )
         # Absent parts are None (static), so depth=1 without head keeps exactly the seed's state.
         self.blocks = (
             create_stacked(
-                lambda r: MiddleModule(hidden, hidden, rngs=r, activation=activation),
+                lambda r: MiddleModule(hidden, hidden, rngs=r, activation=activation, **precision),
                 depth - 1,
                 rngs,
             )
             if depth > 1
             else None
         )
-        self.head = InnerLinear(hidden, out_features, rngs=rngs) if out_features else None
+        self.head = (
+            InnerLinear(hidden, out_features, rngs=rngs, **precision) if out_features else None
+        )
 
     def __call__(self, x: jax.Array) -> jax.Array:
         h = self.middle(x)

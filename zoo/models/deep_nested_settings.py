@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from zoo.declarations import declare, setting
-from zoo.models.common_settings import ACTIVATION_NAMES, MAX_LAYERS, MAX_WIDTH
+from zoo.models.common_settings import (
+    ACTIVATION_NAMES,
+    MAX_LAYERS,
+    MAX_WIDTH,
+    dtype_setting,
+    param_dtype_setting,
+)
 
 
 @declare("model", "deep_nested")
@@ -22,3 +28,5 @@ class DeepNestedSettings:
     out_features: int | None = setting(
         None, "width of a linear head; null: no head", ge=1, le=MAX_WIDTH
     )
+    dtype: str = dtype_setting()
+    param_dtype: str = param_dtype_setting()

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import jax
 from flax import nnx
 
-from zoo.layers import InnerLinear, get_activation
+from zoo.layers import InnerLinear, get_activation, precision_kwargs
 from zoo.models import mlp_settings  # noqa: F401  (the declaration register_model uses)
 from zoo.registry import register_model
 
@@ -30,15 +30,21 @@ class MLP(nnx.Module):
         activation: str = "relu",
         dropout: float = 0.0,
         out_features: int | None = 1,
+        dtype: str = "float32",
+        param_dtype: str = "float32",
         rngs: nnx.Rngs,
     ):
+        precision = precision_kwargs(dtype, param_dtype)
         widths = list(widths)
         self.activation = activation
         sizes = [in_features, *widths]
         self.layers = nnx.List(
-            InnerLinear(n_in, n_out, rngs=rngs) for n_in, n_out in itertools.pairwise(sizes)
+            InnerLinear(n_in, n_out, rngs=rngs, **precision)
+            for n_in, n_out in itertools.pairwise(sizes)
         )
-        self.head = InnerLinear(widths[-1], out_features, rngs=rngs) if out_features else None
+        self.head = (
+            InnerLinear(widths[-1], out_features, rngs=rngs, **precision) if out_features else None
+        )
         # None when off, so a dropout-free MLP's state holds parameters only.
         self.dropout = nnx.Dropout(dropout, rngs=rngs) if dropout else None
 

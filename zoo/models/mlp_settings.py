@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from zoo.declarations import declare, setting
-from zoo.models.common_settings import ACTIVATION_NAMES, MAX_WIDTH
+from zoo.models.common_settings import (
+    ACTIVATION_NAMES,
+    MAX_WIDTH,
+    dtype_setting,
+    param_dtype_setting,
+)
 
 
 @declare("model", "mlp")
@@ -22,3 +27,5 @@ class MLPSettings:
     out_features: int | None = setting(
         1, "width of the linear head; null: no head", ge=1, le=MAX_WIDTH
     )
+    dtype: str = dtype_setting()
+    param_dtype: str = param_dtype_setting()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from zoo.declarations import SettingError, declare, setting
-from zoo.models.common_settings import MAX_LAYERS, MAX_WIDTH
+from zoo.models.common_settings import MAX_LAYERS, MAX_WIDTH, dtype_setting, param_dtype_setting
 
 
 @declare("model", "transformer")
@@ -26,6 +26,8 @@ class TransformerSettings:
     out_features: int | None = setting(
         None, "logits per position; null: vocab_size", ge=1, le=MAX_WIDTH
     )
+    dtype: str = dtype_setting()
+    param_dtype: str = param_dtype_setting()
 
     def __post_init__(self) -> None:
         if self.d_model % self.num_heads:
