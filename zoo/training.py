@@ -7,6 +7,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import jax
 from flax import nnx
@@ -34,14 +35,13 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
     The run locks `run_dir` before writing anything. With `trainer.resume`, it continues from the
     latest checkpoint; without it, a `run_dir` holding an earlier run's results is refused. On
     SIGTERM or Ctrl-C, it saves a checkpoint at the next log point and raises RunStopped; other
-    checkpoints follow zoo.savepoints (steps and wall time). With
-    several processes, all write the checkpoints together into the `trainer.ckpt_dir` they share;
-    only process 0 writes the other files.
+    checkpoints follow zoo.savepoints (steps and wall time). With several processes, all write the
+    checkpoints together into the `trainer.ckpt_dir` they share; only process 0 writes the rest.
     """
     # Imported here: orbax puts a handler on the root logger at import, which would make a
     # later logging.basicConfig() in the importing program a silent no-op.
     from zoo import rundir
-    from zoo.checkpoint import Checkpoints, NoCheckpoints, starting_state
+    from zoo.checkpoint import Checkpoints, NoCheckpoints
     from zoo.interrupts import StopRequest
     from zoo.reporting import Reporter
 
@@ -65,19 +65,9 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
         if trainer.checkpoints
         else NoCheckpoints(ckpt_dir) as ckpts,
     ):
-        if primary:
-            write_atomically(run_dir / RUN_CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
-        state, record = starting_state(ckpts, run.state, trainer.resume, metrics_path)
-        if primary and run.init_report is not None:  # a fresh run: init.from excludes resume
-            run.init_report.save(run_dir / INIT_REPORT)
+        state, record = starting_point(run, cfg, run_dir, ckpts, monitor, metrics_path)
         start = int(state.step)
-        if start > run.steps:
-            raise ZooError(f"the checkpoint is at step {start}, past trainer.steps={run.steps}")
-        if ckpts.restored_meta is not None:
-            monitor.restore(ckpts.restored_meta.get("monitor"))
         saves = SaveSchedule(trainer.ckpt_every, trainer.ckpt_every_seconds)
-        if start == 0 and run.init_report is not None:  # weights from elsewhere: keep the start
-            ckpts.save(state, monitor=monitor.state())
         points = log_points(run.steps, run.log_every, run.eval_every, trainer.ckpt_every)
         if monitor.exhausted:  # the run stopped early before: nothing left to train
             log.info(monitor.stop_message(start))
@@ -114,17 +104,46 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
             # Still under StopRequest (a signal now lets the model be written whole) and inside
             # the reporter's block (its loggers keep the model as an artifact).
             if primary:
-                save_model(run, state, run_dir / "model")
-                log.info("saved the trained model to %s", run_dir / "model")
-                if monitor.best is not None:
-                    log.info(
-                        "best %s=%.6g at step %d: its weights are in %s",
-                        monitor.metric,
-                        monitor.best,
-                        monitor.best_step,
-                        run_dir / "best",
-                    )
+                save_final(run, state, run_dir, monitor)
     return record | {"optimized_metric": monitor.optimized_metric}
+
+
+def starting_point(
+    run: Run, cfg: DictConfig, run_dir: Path, ckpts: Any, monitor: Monitor, metrics_path: Any
+) -> tuple[TrainState, dict[str, float]]:
+    """The state the loop starts from and the last record before it: a resumed run's latest
+    checkpoint (and its monitor), else step 0, with the run's config and init report written and,
+    for weights from init.from, the start kept as a checkpoint."""
+    from zoo.checkpoint import starting_state
+
+    primary = metrics_path is not None
+    if primary:
+        write_atomically(run_dir / RUN_CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
+    state, record = starting_state(ckpts, run.state, cfg.trainer.resume, metrics_path)
+    start = int(state.step)
+    if start > run.steps:
+        raise ZooError(f"the checkpoint is at step {start}, past trainer.steps={run.steps}")
+    if ckpts.restored_meta is not None:
+        monitor.restore(ckpts.restored_meta.get("monitor"))
+    if start == 0 and run.init_report is not None:  # a fresh run: init.from excludes resume
+        if primary:
+            run.init_report.save(run_dir / INIT_REPORT)
+        ckpts.save(state, monitor=monitor.state())  # weights from elsewhere: keep the start
+    return state, record
+
+
+def save_final(run: Run, state: TrainState, run_dir: Path, monitor: Monitor) -> None:
+    """The trained model in `model/`, and where the best one is."""
+    save_model(run, state, run_dir / "model")
+    log.info("saved the trained model to %s", run_dir / "model")
+    if monitor.best is not None:
+        log.info(
+            "best %s=%.6g at step %d: its weights are in %s",
+            monitor.metric,
+            monitor.best,
+            monitor.best_step,
+            run_dir / "best",
+        )
 
 
 def save_model(run: Run, state: TrainState, directory: Path) -> None:
