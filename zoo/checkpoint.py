@@ -1,5 +1,5 @@
-"""What a long run needs to survive interruption: orbax checkpoints of its TrainState, the
-metrics log cut back to the checkpoint it resumes from, and a SIGTERM flag read at log points.
+"""What a long run needs to survive interruption: orbax checkpoints of its TrainState and the
+metrics log cut back to the checkpoint it resumes from (when to save: zoo.savepoints).
 
 A checkpoint is `<run dir>/checkpoints/<step>/` with two items: `state` (every array of the
 TrainState; the typed data key is stored as its raw key data) and `meta` (the step and the run's
@@ -12,9 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -280,30 +278,3 @@ def starting_state(
     if metrics_path:
         write_atomically(metrics_path, "")
     return state, {}
-
-
-# --- SIGTERM -----------------------------------------------------------------------------------
-
-
-class SigtermFlag:
-    """While active, SIGTERM only sets `received`; the loop reads it at its next log point.
-
-    Only the main thread can take signals; elsewhere this does nothing.
-    """
-
-    def __init__(self) -> None:
-        self.received = False
-        self._previous: Any = None
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.received = True
-        log.warning("SIGTERM received: saving a checkpoint at the next log point, then stopping")
-
-    def __enter__(self) -> SigtermFlag:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
