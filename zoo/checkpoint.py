@@ -1,5 +1,5 @@
-"""What a long run needs to survive interruption: orbax checkpoints of its TrainState, the
-metrics log cut back to the checkpoint it resumes from.
+"""What a long run needs to survive interruption: orbax checkpoints of its TrainState and the
+metrics log cut back to the checkpoint it resumes from (when to save: zoo.savepoints).
 
 A checkpoint is `<run dir>/checkpoints/<step>/` with two items: `state` (every array of the
 TrainState; the typed data key is stored as its raw key data) and `meta` (the step and the run's
