@@ -85,9 +85,11 @@ def test_one_declaration_gives_defaults_checks_and_the_option():
 )
 def test_unknown_keys_and_bad_values_are_one_named_error(override, message):
     cfg = compose_config("train", override.split())
-    with pytest.raises(ZooError, match="^" if message.startswith("unknown") else "") as err:
+    with pytest.raises(ZooError) as err:
         validate(cfg)
     assert message in str(err.value)
+    if message.startswith("unknown"):
+        assert str(err.value).startswith(message)
     assert "\n" not in str(err.value)
 
 
