@@ -208,7 +208,7 @@ def validate(cfg: DictConfig, app: str | None = None) -> None:
             _check_loggers(node)
         elif node is not None:
             _check_group(node, section)
-    if app == "train":
+    if app == "train" and cfg.get("optim") is not None and cfg.get("trainer") is not None:
         from zoo.optim_settings import check_against_trainer
 
         check_against_trainer(cfg.optim, cfg.trainer)
