@@ -20,6 +20,7 @@ from flax import nnx
 
 import zoo
 from zoo.build import build_run
+from zoo.checkpoint import _changes
 from zoo.config import validate
 from zoo.data import make_dataset
 from zoo.errors import ZooError
@@ -168,6 +169,14 @@ def test_a_scheduled_optimizer_keeps_its_count_in_its_state_and_a_constant_one_d
     assert sum("count" in p for p in paths) == 2  # adam's and the schedule's: resume is exact
     plain = make_optimizer(compose_config("train")).tx.init(params)
     assert jax.tree.structure(plain) == jax.tree.structure(optax.adam(0.01).init(params))
+
+
+def test_resuming_with_more_steps_warns_only_when_a_schedule_spans_them():
+    saved = {"optim": {"schedule": "cosine", "lr": 0.1}, "trainer": {"steps": 100}}
+    longer = {"optim": {"schedule": "cosine", "lr": 0.1}, "trainer": {"steps": 200}}
+    assert _changes(saved, longer) == ["trainer.steps: 100 -> 200"]
+    saved["optim"]["schedule"] = longer["optim"]["schedule"] = "constant"
+    assert _changes(saved, longer) == []  # a constant rate: extending the run changes nothing
 
 
 def test_weight_decay_skips_biases_and_norm_scales_also_in_stacked_layers():

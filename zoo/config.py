@@ -307,7 +307,7 @@ def validate(cfg: DictConfig, app: str | None = None) -> None:
             "init.from and trainer.resume=true cannot be combined: a resumed run continues from "
             "its own checkpoint (resume a fine-tuning run without init.from)"
         )
-    if app == "train":
+    if app == "train" and cfg.get("optim") is not None and cfg.get("trainer") is not None:
         from zoo.optim_settings import check_against_trainer
 
         check_against_trainer(cfg.optim, cfg.trainer)

@@ -149,9 +149,10 @@ def run_chunks(
     run: Run, state: TrainState, points: list[int]
 ) -> Iterator[tuple[TrainState, dict[str, float]]]:
     """From `state`, advance to each step in `points`, one fused dispatch each; yield the new
-    state and the record logged there: the mean train loss since the last point, and validation
-    metrics when due. Raises ZooError, before yielding, when a loss or the parameters became
-    non-finite. `state` is donated: use only the states handed back."""
+    state and the record logged there: the mean train loss since the last point, the learning
+    rate of the last step, and validation metrics (of the EMA, with one) when due. Raises
+    ZooError, before yielding, when a loss or the parameters became non-finite. `state` is
+    donated: use only the states handed back."""
     x, y, x_val, y_val = run.data.arrays()
     done = int(state.step)
     for point in points:

@@ -122,7 +122,9 @@ class AdafactorSettings(DecaySettings):
 def check_against_trainer(optim: Any, trainer: Any) -> None:
     """The schedule must fit in the run: SettingError for a warmup longer than `trainer.steps`
     (or as long, for a decaying schedule, which would have no steps left to decay over)."""
-    warmup, steps, schedule = optim.warmup_steps, trainer.steps, optim.schedule
+    # .get: a run saved before schedules existed has none of these keys
+    warmup, schedule = optim.get("warmup_steps", 0), optim.get("schedule", "constant")
+    steps = trainer.get("steps", 0)
     if schedule != "constant" and warmup >= steps:
         raise SettingError(
             f"optim.warmup_steps={warmup} must be < trainer.steps={steps} with "
