@@ -32,7 +32,7 @@ class InnerLinear(nnx.Module):
     ):
         key = rngs.params()
         scale = 1.0 / jnp.sqrt(in_features)
-        kernel = jax.random.normal(key, (in_features, out_features)) * scale
+        kernel = kept_apart(jax.random.normal(key, (in_features, out_features))) * scale
         if kernel.dtype != param_dtype:  # (an equal-dtype cast is one more program to load)
             kernel = kernel.astype(param_dtype)
         self.kernel = nnx.Param(kernel)
@@ -42,6 +42,21 @@ class InnerLinear(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         x, kernel, bias = promote_dtype((x, self.kernel[...], self.bias[...]), dtype=self.dtype)
         return x @ kernel + bias
+
+
+def kept_apart(x: jax.Array) -> jax.Array:
+    """`x`, computed as if on its own: under a trace (the zoo builds models inside one jitted
+    program) an optimization barrier keeps XLA from fusing `x`'s last operations with the next
+    ones (a scaled normal draw then differs in the last bit for about half of all seeds).
+    Initialised in one program or op by op, a model gets the same numbers: the seed's."""
+    return jax.lax.optimization_barrier(x) if isinstance(x, jax.core.Tracer) else x
+
+
+def embed_init(key: jax.Array, shape: tuple[int, ...], dtype: DTypeLike = jnp.float32) -> jax.Array:
+    """nnx.Embed's default initialiser, `variance_scaling(1.0, "fan_in", "normal", out_axis=0)`
+    (N(0, 1/features)), with the draw `kept_apart`: the same numbers in one program or op by op."""
+    variance = jnp.array(1.0 / shape[-1], dtype=dtype)
+    return kept_apart(jax.random.normal(key, shape, dtype)) * jnp.sqrt(variance)
 
 
 def precision_kwargs(dtype: str, param_dtype: str) -> dict[str, jnp.dtype]:

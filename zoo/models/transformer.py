@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.typing import DTypeLike
 
-from zoo.layers import InnerLinear, create_stacked, precision_kwargs, scan_blocks
+from zoo.layers import InnerLinear, create_stacked, embed_init, precision_kwargs, scan_blocks
 from zoo.models import transformer_settings  # noqa: F401  (the declaration register_model uses)
 from zoo.models.mlp import MLP
 from zoo.registry import register_model
@@ -118,8 +118,9 @@ class Transformer(nnx.Module):
     ):
         precision = precision_kwargs(dtype, param_dtype)
         self.max_len = max_len
-        self.embed = nnx.Embed(vocab_size, d_model, rngs=rngs, **precision)
-        self.positions = nnx.Embed(max_len, d_model, rngs=rngs, **precision)
+        embeds = {"embedding_init": embed_init, **precision}
+        self.embed = nnx.Embed(vocab_size, d_model, rngs=rngs, **embeds)
+        self.positions = nnx.Embed(max_len, d_model, rngs=rngs, **embeds)
         self.blocks = create_stacked(
             lambda r: Block(
                 d_model,
