@@ -18,13 +18,16 @@ STAMP := $(VENV)/.installed-$(ACCEL)
 install: $(STAMP)
 
 # Reinstalls when pyproject.toml or ACCEL changes. `editable_mode=compat` keeps the repo on
-# sys.path so Hydra still discovers the hydra_plugins namespace (hydra issue 2359).
+# sys.path so Hydra still discovers the hydra_plugins namespace (hydra issue 2359). pip compiles
+# the bytecode of what it installs but not an editable install's sources: compiled here, they are
+# not compiled again at every start where PYTHONDONTWRITEBYTECODE is set.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(if $(filter cpu,$(ACCEL)),$(BIN)/python -m pip freeze | grep -o '^jax-cuda[0-9]*-[a-z]*' \
 		| xargs -r $(BIN)/python -m pip uninstall --quiet --yes)
 	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]' --config-settings editable_mode=compat
+	$(BIN)/python -m compileall -q zoo hydra_plugins > /dev/null
 	rm -f $(VENV)/.installed*
 	echo $(ACCEL) > $(VENV)/.accel
 	touch $(STAMP)
