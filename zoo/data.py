@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -64,31 +64,58 @@ def model_output_width(model_cfg: Any) -> int | None:
 
 def teacher(cfg: Any, model_cfg: Any) -> Dataset:
     """Inputs ~ N(0, 1); targets = a fixed deep_nested teacher (own seed) + Gaussian noise."""
-    from zoo.models.deep_nested import OuterModule
-
     width = model_output_width(model_cfg)
     if width is None:
         raise ZooError(
             f"data=teacher cannot tell model {model_cfg.get('name')!r}'s output width: "
             "set model.out_features"
         )
-    n = cfg.n_train + cfg.n_val
+    spec = TeacherSpec(
+        int(cfg.in_features),
+        int(width),
+        int(cfg.teacher_depth),
+        str(cfg.teacher_activation),
+        int(cfg.teacher_seed),
+        int(cfg.seed),
+        int(cfg.n_train),
+        int(cfg.n_val),
+        float(cfg.noise),
+    )
+    return Dataset(*teacher_arrays(spec), task="regression")
 
-    @jax.jit  # one compiled program instead of a dozen eager ones: a faster start-up
-    def generate() -> tuple[jax.Array, ...]:
-        net = OuterModule(
-            cfg.in_features,
-            width,
-            depth=cfg.teacher_depth,
-            activation=cfg.teacher_activation,
-            rngs=nnx.Rngs(cfg.teacher_seed),
-        )
-        key_x, key_noise = jax.random.split(jax.random.key(cfg.seed))
-        x = jax.random.normal(key_x, (n, cfg.in_features))
-        y = net(x) + cfg.noise * jax.random.normal(key_noise, (n, width))
-        return x[: cfg.n_train], y[: cfg.n_train], x[cfg.n_train :], y[cfg.n_train :]
 
-    return Dataset(*generate(), task="regression")
+class TeacherSpec(NamedTuple):
+    """What decides data=teacher's arrays: hashable, the static argument of `teacher_arrays`."""
+
+    in_features: int
+    width: int
+    depth: int
+    activation: str
+    teacher_seed: int
+    seed: int
+    n_train: int
+    n_val: int
+    noise: float
+
+
+# One compiled program instead of a dozen eager ones, and a module-level jit keyed by the spec:
+# make_dataset's size check (jax.eval_shape) and the generation share one trace.
+@partial(jax.jit, static_argnums=0)
+def teacher_arrays(spec: TeacherSpec) -> tuple[jax.Array, ...]:
+    from zoo.models.deep_nested import OuterModule
+
+    net = OuterModule(
+        spec.in_features,
+        spec.width,
+        depth=spec.depth,
+        activation=spec.activation,
+        rngs=nnx.Rngs(spec.teacher_seed),
+    )
+    n, n_train = spec.n_train + spec.n_val, spec.n_train
+    key_x, key_noise = jax.random.split(jax.random.key(spec.seed))
+    x = jax.random.normal(key_x, (n, spec.in_features))
+    y = net(x) + spec.noise * jax.random.normal(key_noise, (n, spec.width))
+    return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
 
 
 # --- a user's files and bundled sets: NumPy arrays -> a split, standardized Dataset -------------
