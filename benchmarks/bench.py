@@ -389,35 +389,54 @@ def checkpoint_overhead(repeats: int, steps: int = 20_000) -> dict[str, float]:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def startup(repeats: int) -> tuple[float, float, float]:
-    """Wall time of `train.py trainer.steps=1` with a cold and a warm compilation cache, and of
-    the bare imports."""
+def startup(repeats: int) -> dict[str, float]:
+    """Median wall times of `train.py trainer.steps=1` with a warm compilation cache (`train`)
+    and with none (`cold`), of benchmarks/minimal_app.py (`minimal`: Hydra and one jitted step,
+    none of the zoo, warm cache; `minimal+ckpt`: and an orbax checkpoint) and of the bare imports
+    (`imports`). The warm runs, the minimal
+    app and the imports are timed in turn within each repeat, so a slow spell of the shared
+    machine falls on all of them alike."""
 
     runs = iter(range(1_000_000))
+    times: dict[str, list[float]] = {
+        "train": [],
+        "cold": [],
+        "minimal": [],
+        "minimal+ckpt": [],
+        "imports": [],
+    }
 
-    def wall(cmd: list[str], env: dict[str, str]) -> float:
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            subprocess.run(
-                [c.format(next(runs)) for c in cmd],
-                check=True,
-                capture_output=True,
-                cwd=ROOT,
-                env=env,
-            )
-            times.append(time.perf_counter() - start)
-        return statistics.median(times)
+    def wall(name: str, cmd: list[str], env: dict[str, str]) -> None:
+        start = time.perf_counter()
+        subprocess.run(
+            [c.format(next(runs)) for c in cmd],
+            check=True,
+            capture_output=True,
+            cwd=ROOT,
+            env=env,
+        )
+        times[name].append(time.perf_counter() - start)
 
     with tempfile.TemporaryDirectory() as tmp:
         # A new run directory each time: train.py refuses to overwrite a run's checkpoints.
         train = [sys.executable, "train.py", "trainer.steps=1", f"hydra.run.dir={tmp}/run{{}}"]
-        cold = wall(train, os.environ | {"JAX_COMPILATION_CACHE_DIR": ""})
-        env = os.environ | {"JAX_COMPILATION_CACHE_DIR": f"{tmp}/cache"}
-        wall(train, env)  # fills the cache
-        warm = wall(train, env)
-    imports = wall([sys.executable, "-c", "import jax, flax.nnx, optax, hydra"], dict(os.environ))
-    return warm, cold, imports
+        minimal = [sys.executable, "benchmarks/minimal_app.py", f"hydra.run.dir={tmp}/min{{}}"]
+        imports = [sys.executable, "-c", "import jax, flax.nnx, optax, hydra"]
+        for _ in range(repeats):
+            wall("cold", train, os.environ | {"JAX_COMPILATION_CACHE_DIR": ""})
+        env = os.environ | {
+            "JAX_COMPILATION_CACHE_DIR": f"{tmp}/cache",
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",  # as zoo-train sets it
+        }
+        warm = {"train": train, "minimal": minimal, "minimal+ckpt": [*minimal, "+checkpoint=true"]}
+        for name, cmd in warm.items():  # fill the cache
+            wall(name, cmd, env)
+            times[name].clear()
+        for _ in range(repeats):
+            for name, cmd in warm.items():
+                wall(name, cmd, env)
+            wall("imports", imports, dict(os.environ))
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def fmt_time(seconds: float) -> str:
@@ -462,7 +481,7 @@ def main() -> None:
     ckpt = measured("ckpt", checkpoint_overhead(*((1, 2000) if args.quick else (3, 20_000))))
     print(", ".join(f"{k} {v:.2f} s" for k, v in ckpt.items()), flush=True)
     print("start-up", flush=True)
-    start = measured("start", startup(2 if args.quick else 3))
+    start = measured("start", startup(3 if args.quick else 7))
     print("matmul peak", flush=True)
     # CPU: the large model's matmuls are (1024 x 1024) @ (1024 x 1024), so the same-sized `a @ a`
     # is the practical peak for that work, a 2048 one beside it for context (measured beside the
@@ -530,8 +549,10 @@ def scaling_table(scaling: list) -> list[str]:
     return rows
 
 
-def around_the_loop(ckpt: dict[str, float], start: tuple[float, float, float]) -> list[str]:
-    train_s, cold_s, imports_s = start
+def around_the_loop(ckpt: dict[str, float], start: dict[str, float]) -> list[str]:
+    train_s, cold_s, imports_s, minimal_s, ckpt_s = (
+        start[k] for k in ("train", "cold", "imports", "minimal", "minimal+ckpt")
+    )
     return [
         f"- Checkpoints: the default config's 20,000-step run (`train.py trainer.steps=20000`, "
         f"in-process) takes {fmt_time(ckpt['default'])} with the default schedule "
@@ -544,12 +565,17 @@ def around_the_loop(ckpt: dict[str, float], start: tuple[float, float, float]) -
         f"persistent compilation cache warm (every run after the first), {fmt_time(cold_s)} "
         f'with it off, vs `python -c "import jax, flax.nnx, optax, hydra"` '
         f"{fmt_time(imports_s)}: **{train_s / imports_s:.2f}x** warm, "
-        f"{cold_s / imports_s:.2f}x cold.",
+        f"{cold_s / imports_s:.2f}x cold. The least a Hydra app training an NNX model pays "
+        f"(benchmarks/minimal_app.py: an empty config, one jitted Adam step of the seed's "
+        f"model, no data, validation or report, warm cache) is {fmt_time(minimal_s)}, "
+        f"**{minimal_s / imports_s:.2f}x**, and {fmt_time(ckpt_s)}, "
+        f"**{ckpt_s / imports_s:.2f}x**, when it also saves one orbax checkpoint as every run "
+        f"does; the zoo's run is {train_s / ckpt_s:.2f}x the latter.",
     ]
 
 
 def cpu_report(
-    info: dict, speed: list, scaling: list, ckpt: dict, start: tuple, peaks: dict
+    info: dict, speed: list, scaling: list, ckpt: dict, start: dict, peaks: dict
 ) -> list[str]:
     peak, peak_2048 = peaks["1024"], peaks["2048"]
     f32 = [row for row in speed if row[1] == "float32"]
@@ -557,7 +583,7 @@ def cpu_report(
     large_bf16 = next(r for r in speed if r[0] == large[0] and r[1] == "bfloat16")
     achieved = large[5] / large[2]
     seed_zoo, seed_plain, seed_tut = f32[0][2:5]  # the seed model's row
-    train_s, _, imports_s = start
+    train_s, imports_s = start["train"], start["imports"]
     overhead = ckpt["default"] / ckpt["off"]
     lines = [
         "# Benchmark results",
@@ -635,7 +661,7 @@ def cpu_report(
 
 
 def gpu_report(
-    info: dict, speed: list, scaling: list, ckpt: dict, start: tuple, peaks: dict
+    info: dict, speed: list, scaling: list, ckpt: dict, start: dict, peaks: dict
 ) -> list[str]:
     kind = info["device_kind"]
     spec = next((peak for name, peak in BF16_PEAK.items() if name in kind), None)
