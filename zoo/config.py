@@ -117,14 +117,6 @@ class InitSettings:
             )
 
 
-@declare("logger", "tensorboard")
-@dataclass(frozen=True)
-class TensorBoardSettings:
-    """TensorBoard event files of every logged metric (tensorboardX)."""
-
-    subdir: str = setting("tensorboard", "event files go to <run dir>/<subdir>/")
-
-
 @declare("app", "train")
 @dataclass(frozen=True)
 class TrainSettings:

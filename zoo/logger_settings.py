@@ -1,6 +1,6 @@
-"""The logger group's settings beyond TensorBoard's (zoo/config.py), declared once per logger (no
-imports of the loggers' libraries): `logger=csv`, `logger=mlflow`, `logger=wandb`, or several at
-once, `logger=[tensorboard,mlflow,wandb]`. zoo/loggers.py writes through each library's client."""
+"""The logger group's settings, declared once per logger (no imports of the loggers' libraries):
+`logger=tensorboard`, `logger=csv`, `logger=mlflow`, `logger=wandb`, or several at once,
+`logger=[tensorboard,mlflow,wandb]`. zoo/loggers.py writes through each library's client."""
 
 from __future__ import annotations
 
@@ -9,6 +9,14 @@ from dataclasses import dataclass
 from zoo.declarations import declare, setting
 
 WANDB_MODES = ("offline", "online", "disabled")
+
+
+@declare("logger", "tensorboard")
+@dataclass(frozen=True)
+class TensorBoardSettings:
+    """TensorBoard event files of every logged metric (tensorboardX)."""
+
+    subdir: str = setting("tensorboard", "event files go to <run dir>/<subdir>/")
 
 
 @declare("logger", "csv")
