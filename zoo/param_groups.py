@@ -112,7 +112,7 @@ def param_groups(
     if paths and all(f is None for f in factors.values()):
         raise ZooError(
             f"{freeze_key}=[{', '.join(freeze)}] freezes all {len(paths)} parameter tensors: "
-            "nothing would train (freeze fewer, or evaluate the model with eval.py)"
+            "nothing would train"
         )
     sizes = {p: math.prod(v.shape) for p, v in variables.items()}
     return ParamGroups(factors, sizes)
