@@ -84,8 +84,9 @@ def param_groups(
 ) -> ParamGroups:
     """Group the parameters by path: those `freeze` patterns select are frozen (freezing wins
     over a factor); otherwise the first `lr_mult` pattern that selects a path gives its factor.
-    A pattern that selects nothing, or a factor that is not a positive finite number, is a
-    ZooError naming it by `freeze_key` / `lr_mult_key` (the config keys)."""
+    A pattern that selects nothing, a factor that is not a positive finite number, or freezing
+    every parameter (nothing would train) is a ZooError naming it by `freeze_key` /
+    `lr_mult_key` (the config keys)."""
     variables = flat_variables(
         nnx.state(params, nnx.Param) if isinstance(params, nnx.Module) else params
     )
