@@ -204,6 +204,30 @@ def cases(tmp_path_factory) -> list[tuple[str, list[str], str]]:
     ]
     table += [(t, a.split(), m) for a, m in directories]
     table += [("eval", a.split(), m) for a, m in evals]
+
+    # issue 19: optimizer groups and data files
+    write_npz(d / "val_classes.npz", x=x, y=np.arange(40) % 3, x_val=x[:8], y_val=np.arange(8) % 7)
+    issue19_files = {
+        "dup.csv": "y,a,y\n1,2,3\n0,5,6\n",
+        "underscore.csv": "a,y\n1_000,1\n2,0\n",
+        "arabic.csv": "a,y\n1,\u0661\n2,0\n",
+        "fullwidth.csv": "a,y\n\uff11,1\n2,0\n",
+        "nbsp.csv": "a,y\n\u00a01,1\n2,0\n",
+    }
+    for name, text in issue19_files.items():
+        (d / name).write_text(text, encoding="utf-8")
+    issue19 = [
+        ("optim.freeze=[**]", "optim.freeze=[**] freezes all 2 parameter tensors"),
+        (f"data=npz data.path={d}/val_classes.npz", "y_val holds labels up to 6"),
+        (f"data=csv data.path={d}/dup.csv data.target=y", "column 'y' appears twice"),
+        (f"data=csv data.path={d}/underscore.csv data.target=y", "'1_000' is not a plain number"),
+        (f"data=csv data.path={d}/arabic.csv data.target=y", "line 2, column 'y'"),
+        (f"data=csv data.path={d}/fullwidth.csv data.target=y", "line 2, column 'a'"),
+        (f"data=csv data.path={d}/nbsp.csv data.target=y", "is not a plain number"),
+    ]
+    table += [
+        (t, [*a.split(), f"hydra.run.dir={d}/i19run{i}"], m) for i, (a, m) in enumerate(issue19)
+    ]
     return table
 
 

@@ -166,6 +166,20 @@ BAD_CSV = {
     "header only": ("a,y\n", "a header but no data rows"),
     "blank": ("\n\n", "the file is empty"),
     "target only": ("y\n1\n2\n", "no feature columns"),
+    "line after a blank line": ("a,y\n\n1,2\nx,3\n", "line 4, column 'a': 'x' is not a number"),
+    "duplicate target": ("y,a,y\n1,2,3\n0,5,6\n", "column 'y' appears twice in the header"),
+    "duplicate feature": (
+        "a,y,a\n1,2,3\n",
+        "column 'a' appears twice in the header (columns 1 and 3)",
+    ),
+    "digit separator": ("a,y\n1_000,1\n", "line 2, column 'a': '1_000' is not a plain number"),
+    "Arabic-Indic digits": ("a,y\n1,\u0661\u0662\n", "column 'y': '\u0661\u0662' is not a plain"),
+    "full-width digits": ("a,y\n\uff11,1\n", "'\uff11' is not a plain number"),
+    "mathematical digits": ("a,y\n\U0001d7d9,1\n", "is not a plain number"),
+    "no-break space": ("a,y\n\u00a01,1\n", "'\\xa01' is not a plain number"),
+    "hexadecimal": ("a,y\n0x10,1\n", "'0x10' is not a number"),
+    "infinity": ("a,y\n-Infinity,1\n", "'-Infinity' is not finite"),
+    "beyond float64": ("a,y\n1e999,1\n", "'1e999' is not finite"),
 }
 
 
@@ -177,6 +191,32 @@ def test_bad_csv_gets_a_clear_error(tmp_path, case):
     with pytest.raises(ZooError, match="bad.csv") as err:
         read_csv(path, "y")
     assert message in str(err.value)
+
+
+def test_csv_takes_the_plain_number_forms_every_reader_agrees_on(tmp_path):
+    cells = [" 1.5", "-.5", "5.", "+7", "1e3", "2.5E-1\t", "-0"]
+    path = write_csv(tmp_path / "n.csv", ["a", "y"], [(c, i % 2) for i, c in enumerate(cells)])
+    arrays = read_csv(path, "y")
+    np.testing.assert_array_equal(arrays["x"][:, 0], [1.5, -0.5, 5.0, 7.0, 1000.0, 0.25, 0.0])
+    assert arrays["y"].dtype == np.int64
+
+
+def test_validation_labels_beyond_the_training_classes_are_refused(tmp_path):
+    rng = np.random.default_rng(4)
+    x, x_val = rng.normal(size=(40, 3)), rng.normal(size=(10, 3))
+    y, y_val = np.arange(40) % 3, np.arange(10) % 7  # classes 0..2; validation 0..6
+    np.savez(tmp_path / "v.npz", x=x, y=y, x_val=x_val, y_val=y_val)
+    cfg = compose_config("train", ["data=npz", f"data.path={tmp_path / 'v.npz'}"])
+    message = r"v.npz: y_val holds labels up to 6 \(4 of 10 rows\), but y's classes are 0..2"
+    for task in ("auto", "classification"):
+        cfg.data.task = task
+        with pytest.raises(ZooError, match=message):
+            make_dataset(cfg.data, cfg.model)
+    cfg.data.task = "regression"
+    assert make_dataset(cfg.data, cfg.model).task == "regression"
+    np.savez(tmp_path / "v.npz", x=x, y=y, x_val=x_val, y_val=y_val % 3)
+    cfg.data.task = "auto"
+    assert make_dataset(cfg.data, cfg.model).num_classes == 3
 
 
 @pytest.mark.parametrize(

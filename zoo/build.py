@@ -132,7 +132,7 @@ def build_run(cfg: DictConfig) -> Run:
     name, kwargs = model_kwargs(cfg.model)
     data = make_dataset(cfg.data, cfg.model)
     kwargs = fit_to_data(kwargs, data)
-    tx, learning_rate = make_optimizer(cfg)
+    tx, learning_rate, unclipped = make_optimizer(cfg)
     memory.check_training_fits(  # from shapes alone, before the model or its state exists
         nnx.eval_shape(lambda: _construct(name, kwargs, cfg.seed)),
         tx,
@@ -148,7 +148,7 @@ def build_run(cfg: DictConfig) -> Run:
     model.train()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     model.eval()
-    tx = with_param_groups(tx, params, cfg.optim)
+    tx = with_param_groups(unclipped, params, cfg.optim)
     eval_graphdef = nnx.graphdef(model)
     state = initial_state(params, rest, tx, cfg.seed, ema=trainer.ema is not None)
     state = parallel.replicate(state, mesh)

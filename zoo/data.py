@@ -161,6 +161,19 @@ def count_classes(arrays: dict[str, np.ndarray], limit: int) -> tuple[int | None
     return largest + 1, ""
 
 
+def check_val_labels(y: np.ndarray, y_val: np.ndarray, source: str) -> None:
+    """A ZooError for given validation labels beyond the training labels' classes 0..max(y):
+    the model would be scored on classes it never trains on (or the labels are numbers)."""
+    largest = int(y.max())
+    unseen = y_val[y_val > largest]
+    if len(unseen):
+        raise ZooError(
+            f"{source}: y_val holds labels up to {int(unseen.max())} ({len(unseen)} of "
+            f"{len(y_val)} rows), but y's classes are 0..{largest}: the model would be scored on "
+            "classes it never trains on (or data.task=regression, if the labels are numbers)"
+        )
+
+
 def from_arrays(arrays: dict[str, np.ndarray], cfg: Any, source: str) -> Dataset:
     """A Dataset from checked NumPy arrays and a data config with `task`, `val_fraction`, `seed`
     and `standardize`. `task: auto` means classification when `y` holds integer labels that look
@@ -196,6 +209,8 @@ def from_arrays(arrays: dict[str, np.ndarray], cfg: Any, source: str) -> Dataset
             )
     if task == "classification" and len(np.unique(arrays["y"])) < 2:
         raise ZooError(f"{source}: y holds a single class; classification needs at least 2")
+    if task == "classification" and "y_val" in arrays:
+        check_val_labels(arrays["y"], arrays["y_val"], source)
     if "x_val" not in arrays:
         split_off_val(arrays, cfg.val_fraction, cfg.seed)
         log.info(

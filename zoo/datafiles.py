@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import math
+import re
 import zipfile
 import zlib
 from pathlib import Path
@@ -113,18 +114,31 @@ def _check_npy_header(
     require_memory(nbytes, f"{path}: {name} ({dtype} {tuple(shape)})")
 
 
+# A number as a CSV writes it: ASCII digits, an optional sign, point and exponent. Python's
+# float() takes more (`1_000`, Arabic-Indic or full-width digits, Unicode spaces), which no other
+# reader of the file would take for the same number.
+CSV_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+CSV_NOT_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.ASCII | re.IGNORECASE)
+CSV_SPACE = " \t"  # around a cell: a space after the comma is common; other spaces are not
+
+
 def read_csv(path: str | Path, target: str) -> Arrays:
-    """`x` (every column but `target`) and `y` (the `target` column) from a CSV with a header."""
+    """`x` (every column but `target`) and `y` (the `target` column) from a CSV with a header.
+
+    Every cell must be a plain number (see CSV_NUMBER) and every column name distinct; errors
+    name the line in the file and the column."""
     path = _existing_file(path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as file:  # -sig: Excel's BOM
-            rows = list(csv.reader(file))
+            reader = csv.reader(file)
+            rows = [(reader.line_num, row) for row in reader]  # the line each row ends on
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise ZooError(f"{path}: not a readable CSV file ({err})") from None
-    rows = [row for row in rows if any(cell.strip() for cell in row)]
+    rows = [(line, row) for line, row in rows if any(cell.strip() for cell in row)]
     if not rows:
         raise ZooError(f"{path}: the file is empty")
-    header = [name.strip() for name in rows[0]]
+    header = [name.strip() for name in rows[0][1]]
+    _check_column_names(path, header)
     if target not in header:
         raise ZooError(f"{path}: no column {target!r} (columns: {', '.join(header)})")
     if len(header) < 2:
@@ -132,31 +146,52 @@ def read_csv(path: str | Path, target: str) -> Arrays:
     if len(rows) < 2:
         raise ZooError(f"{path}: a header but no data rows")
     values = np.empty((len(rows) - 1, len(header)), dtype=np.float64)
-    for i, row in enumerate(rows[1:]):
-        line = i + 2  # 1-based, after the header
+    for i, (line, row) in enumerate(rows[1:]):
         if len(row) != len(header):
             raise ZooError(f"{path}: line {line} has {len(row)} fields, the header {len(header)}")
         for j, cell in enumerate(row):
-            try:
-                values[i, j] = float(cell)
-            except ValueError:
-                raise ZooError(
-                    f"{path}: line {line}, column {header[j]!r}: {cell.strip()!r} is not a number"
-                ) from None
-            if not math.isfinite(values[i, j]):
-                raise ZooError(
-                    f"{path}: line {line}, column {header[j]!r}: {cell.strip()!r} is not finite"
-                )
+            values[i, j] = _csv_number(cell, f"{path}: line {line}, column {header[j]!r}")
     col = header.index(target)
     y = values[:, col]
-    cells = [row[col].strip() for row in rows[1:]]
-    if all(cell.lstrip("+-").isdigit() for cell in cells):
+    cells = [row[col].strip(CSV_SPACE) for _, row in rows[1:]]
+    if all(cell.lstrip("+-").isdigit() for cell in cells):  # ASCII digits only, as checked
         # written as integers: maybe class labels (data.task=auto decides), read exactly
         with contextlib.suppress(OverflowError):  # beyond int64: only a regression target
             y = np.array([int(cell) for cell in cells], dtype=np.int64)
     arrays = {"x": np.delete(values, col, axis=1), "y": y}
     check_arrays(path, arrays)
     return arrays
+
+
+def _check_column_names(path: Path, header: list[str]) -> None:
+    """Each column name once: with two of a name, which is the target or a feature is a guess."""
+    first: dict[str, int] = {}
+    for j, name in enumerate(header):
+        if name in first:
+            raise ZooError(
+                f"{path}: column {name!r} appears twice in the header (columns {first[name] + 1} "
+                f"and {j + 1}); give each column its own name"
+            )
+        first[name] = j
+
+
+def _csv_number(cell: str, where: str) -> float:
+    """The cell's finite value; a ZooError starting with `where` for anything else."""
+    text = cell.strip(CSV_SPACE)
+    if CSV_NUMBER.fullmatch(text):
+        value = float(text)
+        if math.isfinite(value):
+            return value
+    elif not CSV_NOT_FINITE.fullmatch(text):
+        try:
+            float(text)
+        except ValueError:
+            raise ZooError(f"{where}: {text!r} is not a number") from None
+        raise ZooError(
+            f"{where}: {text!r} is not a plain number (ASCII digits, sign, point, exponent; "
+            "no '_' separators, other digits or spaces)"
+        )
+    raise ZooError(f"{where}: {text!r} is not finite")
 
 
 def check_arrays(path: str | Path, arrays: Arrays) -> None:

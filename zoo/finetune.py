@@ -66,8 +66,9 @@ def load_initial_weights(model: nnx.Module, init_cfg: Any) -> LoadReport | None:
 def with_param_groups(
     tx: optax.GradientTransformation, params: nnx.State, optim_cfg: Any
 ) -> optax.GradientTransformation:
-    """`tx` with `optim.freeze` (no update, no optimizer state) and `optim.lr_mult` (a factor on
-    the learning rate, first matching pattern) applied by path; `tx` itself without them."""
+    """`tx` (the optimizer without clipping) with `optim.freeze` (no update, no optimizer state)
+    and `optim.lr_mult` (a factor on the learning rate, first matching pattern) applied by path,
+    after `optim.clip_norm` clips all trainable gradients together."""
     groups = param_groups(
         params,
         freeze=_plain(optim_cfg.get("freeze")) or (),
@@ -77,4 +78,4 @@ def with_param_groups(
     )
     if not groups.trivial:
         log.info("parameter groups: %s", groups.describe())
-    return partition_optimizer(tx, groups)
+    return partition_optimizer(tx, groups, clip_norm=optim_cfg.get("clip_norm"))

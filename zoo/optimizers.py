@@ -18,8 +18,9 @@ NOT_DECAYED = ("bias", "scale")  # stacked layers give these a leading layer axi
 class Optimizer(NamedTuple):
     """The update rule and the learning rate it uses at each update (0-based count)."""
 
-    tx: optax.GradientTransformation
+    tx: optax.GradientTransformation  # clipping (with optim.clip_norm), then the optimizer
     learning_rate: optax.Schedule
+    unclipped: optax.GradientTransformation  # the optimizer alone, for parameter groups
 
 
 def decay_mask(params: Any) -> Any:
@@ -89,7 +90,8 @@ def make_schedule(optim_cfg: Any, steps: int) -> optax.Schedule:
 
 def make_optimizer(cfg: Any) -> Optimizer:
     """The optax transformation `cfg.optim.name` with its settings, its schedule over
-    `cfg.trainer.steps` and, with `optim.clip_norm`, global-norm clipping in front."""
+    `cfg.trainer.steps` and, with `optim.clip_norm`, global-norm clipping in front (`unclipped`
+    leaves it out: zoo.param_groups clips all groups together, in front of the partition)."""
     optim_cfg = cfg.optim
     if optim_cfg.name not in BUILDERS:
         raise ZooError(f"optim={optim_cfg.name} is unknown; valid: {', '.join(BUILDERS)}")
@@ -97,7 +99,8 @@ def make_optimizer(cfg: Any) -> Optimizer:
     constant = optim_cfg.schedule == "constant" and not optim_cfg.warmup_steps
     # A constant rate is given as a number: no schedule count in the state (checkpoints of
     # runs from before schedules keep their layout).
-    tx = BUILDERS[optim_cfg.name](optim_cfg, optim_cfg.lr if constant else schedule)
+    unclipped = BUILDERS[optim_cfg.name](optim_cfg, optim_cfg.lr if constant else schedule)
+    tx = unclipped
     if optim_cfg.clip_norm is not None:
-        tx = optax.chain(optax.clip_by_global_norm(optim_cfg.clip_norm), tx)
-    return Optimizer(tx, schedule)
+        tx = optax.chain(optax.clip_by_global_norm(optim_cfg.clip_norm), unclipped)
+    return Optimizer(tx, schedule, unclipped)

@@ -6,6 +6,11 @@ gradient multiplied away). A learning-rate factor `f` chains `optax.scale(f)` af
 optimizer, which for adam, adamw and sgd (whose updates are proportional to the learning rate,
 weight decay included) is the learning rate times `f`. Without freezing or factors the optimizer
 is returned unchanged, so its state and results are exactly those of a plain run.
+
+Whatever must see every group at once happens before the partition, on the whole tree: gradient
+clipping by the global norm (over the trainable parameters), and gradient accumulation (in
+zoo.gradients, before the optimizer). Each group's optimizer sees its parameters under their own
+paths, so path-based masks inside it (weight decay, zoo.optimizers.decay_mask) are unchanged.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import jax
+import jax.numpy as jnp
 import optax
 from flax import nnx
 
@@ -41,8 +47,9 @@ class ParamGroups:
         return all(f == 1.0 for f in self.factors.values())
 
     def label(self, path: str) -> str:
+        """The path's group: `frozen`, or `lr*<factor>`, one label for each distinct factor."""
         factor = self.factors[path]
-        return FROZEN if factor is None else f"lr*{factor:g}"
+        return FROZEN if factor is None else f"lr*{factor_text(factor)}"
 
     def describe(self) -> str:
         """'4,810 trainable parameters, 4,160 frozen (2 tensors: middle/inner/bias, ...)'."""
@@ -54,8 +61,17 @@ class ParamGroups:
             text += f" ({len(frozen)} tensors: {', '.join(frozen)})"
         scaled = {p: f for p, f in self.factors.items() if f not in (None, 1.0)}
         if scaled:
-            text += "; learning rate x " + ", ".join(f"{f:g} for {p}" for p, f in scaled.items())
+            text += "; learning rate x " + ", ".join(
+                f"{factor_text(f)} for {p}" for p, f in scaled.items()
+            )
         return text
+
+
+def factor_text(factor: float) -> str:
+    """The factor as written shortest: `0.5`, `10`, `1.000001`; two factors get the same text
+    only when they are equal (so groups are told apart by exact value)."""
+    short = f"{factor:g}"  # the labels of checkpoints written before exact labels
+    return short if float(short) == factor else repr(factor)
 
 
 def param_groups(
@@ -68,8 +84,9 @@ def param_groups(
 ) -> ParamGroups:
     """Group the parameters by path: those `freeze` patterns select are frozen (freezing wins
     over a factor); otherwise the first `lr_mult` pattern that selects a path gives its factor.
-    A pattern that selects nothing, or a factor that is not a positive finite number, is a
-    ZooError naming it by `freeze_key` / `lr_mult_key` (the config keys)."""
+    A pattern that selects nothing, a factor that is not a positive finite number, or freezing
+    every parameter (nothing would train) is a ZooError naming it by `freeze_key` /
+    `lr_mult_key` (the config keys)."""
     variables = flat_variables(
         nnx.state(params, nnx.Param) if isinstance(params, nnx.Module) else params
     )
@@ -93,24 +110,37 @@ def param_groups(
         else:
             pattern = first_match(list(lr_mult), path)
             factors[path] = float(lr_mult[pattern]) if pattern is not None else 1.0
+    if paths and all(f is None for f in factors.values()):
+        raise ZooError(
+            f"{freeze_key}=[{', '.join(freeze)}] freezes all {len(paths)} parameter tensors: "
+            "nothing would train"
+        )
     sizes = {p: math.prod(v.shape) for p, v in variables.items()}
     return ParamGroups(factors, sizes)
 
 
 def partition_optimizer(
-    tx: optax.GradientTransformation, groups: ParamGroups
+    tx: optax.GradientTransformation, groups: ParamGroups, *, clip_norm: float | None = None
 ) -> optax.GradientTransformation:
     """`tx` for the trainable parameters, scaled per group; frozen ones get no update and no
-    state. `tx` itself when the groups are trivial."""
+    state. With `clip_norm`, the gradients of all trainable parameters are first clipped
+    together to that global norm, as without groups (never group by group).
+
+    `tx` is the optimizer without clipping; with trivial groups the result is `tx` (after
+    `optax.clip_by_global_norm(clip_norm)`, when given), the plain run's optimizer."""
+    clip = None if clip_norm is None else optax.clip_by_global_norm(clip_norm)
     if groups.trivial:
-        return tx
+        return tx if clip is None else optax.chain(clip, tx)
+    # With clipping, each group's optimizer keeps a stateless step where its clipping used to
+    # be: the optimizer state, and so the checkpoints of earlier runs, keep their layout.
+    rule = tx if clip is None else optax.chain(optax.identity(), tx)
     transforms = {}
     for path in groups.factors:
         label, factor = groups.label(path), groups.factors[path]
         if factor is None:
             transforms[label] = optax.set_to_zero()
         else:
-            transforms[label] = tx if factor == 1.0 else optax.chain(tx, optax.scale(factor))
+            transforms[label] = rule if factor == 1.0 else optax.chain(rule, optax.scale(factor))
 
     def labels(params: nnx.State) -> nnx.State:
         return jax.tree_util.tree_map_with_path(
@@ -119,7 +149,21 @@ def partition_optimizer(
             is_leaf=lambda x: isinstance(x, nnx.Variable),
         )
 
-    return optax.partition(transforms, labels)
+    partitioned = optax.partition(transforms, labels)
+    if clip is None:
+        return partitioned
+
+    def update(updates, state, params=None):
+        # A frozen parameter's gradient is never applied: it must not shrink the others.
+        trainable = jax.tree.map(
+            lambda label, grad: jax.tree.map(jnp.zeros_like, grad) if label == FROZEN else grad,
+            labels(updates),
+            updates,
+        )
+        clipped, _ = clip.update(trainable, optax.EmptyState())
+        return partitioned.update(clipped, state, params)
+
+    return optax.GradientTransformation(partitioned.init, update)
 
 
 def _path(keys: tuple) -> str:
