@@ -47,6 +47,9 @@ MAX_CONFIG_ITEMS = 256  # entries in one list or object of config.json (e.g. MLP
 MAX_HEADER_BYTES = 16 << 20  # the safetensors JSON header
 MAX_TENSORS = 100_000
 MAX_DIMS = 16
+# A tensor's size with each zero dimension taken as 1: an empty tensor checks its data size no
+# more, but numpy still refuses a shape whose other dimensions multiply past what it can index.
+MAX_TENSOR_BYTES = 1 << 48
 # safetensors dtype names -> numpy dtypes (bfloat16 is ml_dtypes', which JAX brings)
 _DTYPES = {
     "BOOL": np.dtype(bool),
@@ -229,6 +232,12 @@ def tensor_layout(directory: str | os.PathLike) -> dict[str, jax.ShapeDtypeStruc
         info = _tensor_info(entry, data_bytes)
         if info is None:
             raise ZooError(f"{path}: unreadable weights (bad header entry for {key!r})")
+        nonzero = math.prod(d for d in info.shape if d) * np.dtype(info.dtype).itemsize
+        if nonzero > MAX_TENSOR_BYTES:
+            raise ZooError(
+                f"{path}: unreadable weights ({key!r} has shape {list(info.shape)}: its nonzero "
+                f"dimensions make over 2^{MAX_TENSOR_BYTES.bit_length() - 1} bytes)"
+            )
         state_path = key.replace(".", "/")
         if state_path in layout:
             raise ZooError(f"{path}: two tensors have the path {state_path!r}")
