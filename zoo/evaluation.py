@@ -149,10 +149,12 @@ def last_logged(path: Path) -> dict[str, Any]:
     return evaluated[-1] if evaluated else {}
 
 
-def print_weights(cfg: DictConfig) -> None:
-    """`mode=inspect`: per-path statistics of `source`'s saved weights; `mode=diff`: how `a`
-    differs from `b`, path by path. Both read the tensors from the files; nothing is trained."""
-    from zoo.inspection import diff_weights, format_diff, format_inspection, inspect_weights
+def print_weights(cfg: DictConfig) -> bool:
+    """`mode=inspect`: per-path statistics of `source`'s saved weights, printed as the tensors
+    are read; `mode=diff`: how `a` differs from `b`, path by path, and a last line saying whether
+    they do. Both read the tensors from the files; nothing is trained. False when `a` and `b`
+    differ (in a value, NaN included, a dtype, a shape or a path)."""
+    from zoo.inspection import diff_weights, format_diff, inspection_lines
 
     paths = list(cfg.paths) or None
     if cfg.mode == "inspect":
@@ -160,9 +162,12 @@ def print_weights(cfg: DictConfig) -> None:
             raise ZooError(
                 "mode=inspect needs source=<a run, checkpoint step or pretrained directory>"
             )
-        rows = inspect_weights(cfg.source, paths)
-        print(f"weights of {cfg.source}\n{format_inspection(rows)}")
-        return
+        lines = inspection_lines(cfg.source, paths)
+        header = next(lines)  # the source and the patterns are checked before it
+        print(f"weights of {cfg.source}\n{header}")
+        for line in lines:
+            print(line)
+        return True
     missing = [key for key in ("a", "b") if cfg[key] is None]
     if missing:
         raise ZooError(
@@ -171,3 +176,4 @@ def print_weights(cfg: DictConfig) -> None:
         )
     diff = diff_weights(cfg.a, cfg.b, paths)
     print(f"a = {cfg.a}\nb = {cfg.b}\n{format_diff(diff)}")
+    return diff.equal
