@@ -8,7 +8,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -19,6 +18,7 @@ from zoo.errors import ZooError
 from zoo.losses import loss_and_metrics
 from zoo.metrics import read_metrics
 from zoo.models.deep_nested import deep_nested_forward
+from zoo.untrusted import load_yaml
 
 SEED_ARCHITECTURE = {"depth": 1, "activation": "relu", "out_features": None}
 
@@ -88,20 +88,15 @@ def evaluate_run(run_dir: str | Path) -> dict[str, float]:
 
 def run_config(run_dir: Path) -> DictConfig:
     """The config a train run saved in its directory (`config.yaml`, written by the zoo; older
-    runs have only Hydra's `.hydra/config.yaml`), checked like a new one."""
+    runs have only Hydra's `.hydra/config.yaml`), read as a hostile file (`zoo.untrusted`: no
+    YAML aliases, nesting and size bounded) and checked like a new one."""
     from zoo.training import RUN_CONFIG
 
     if not run_dir.is_dir():
         raise ZooError(f"run_dir={str(run_dir)!r} is not a directory")
     paths = [run_dir / RUN_CONFIG, run_dir / ".hydra" / "config.yaml"]
     path = next((p for p in paths if p.exists()), paths[0])
-    try:
-        cfg = OmegaConf.load(path)
-    except FileNotFoundError:
-        raise ZooError(f"{path}: no such file (not a train run directory?)") from None
-    except (OSError, OmegaConfBaseException, ValueError, yaml.YAMLError) as err:
-        gist = " ".join(str(err).split())[:160]
-        raise ZooError(f"{path}: unreadable config ({gist})") from None
+    cfg = load_yaml(path, missing="no such file (not a train run directory?)")
     if not isinstance(cfg, DictConfig) or not all(
         isinstance(cfg.get(key), DictConfig) for key in ("model", "data")
     ):
@@ -113,8 +108,8 @@ def run_config(run_dir: Path) -> DictConfig:
 def launch_dir(run_dir: Path) -> Path | None:
     """The directory a run was started from, as Hydra recorded it, if it did."""
     try:
-        return Path(OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra.runtime.cwd)
-    except (OSError, OmegaConfBaseException, ValueError, AttributeError, yaml.YAMLError):
+        return Path(load_yaml(run_dir / ".hydra" / "hydra.yaml").hydra.runtime.cwd)
+    except (ZooError, OmegaConfBaseException, AttributeError, TypeError):
         return None
 
 
