@@ -228,6 +228,16 @@ BAD = {
         "init.from and trainer.resume=true cannot be combined",
     ),
     "no init.from": (["init.exclude=[head]"], "init.exclude need init.from=<"),
+    # issue 19: a run that would load nothing trained from fresh weights and exited 0
+    "all excluded": (
+        ["init.from=runs/digits", "init.exclude=[**]"],
+        "init.from=runs/digits: no tensor would be loaded (0 loaded, 0 missing, 0 unexpected, "
+        "0 mismatched, 6 excluded); a run without init.from starts from fresh weights",
+    ),
+    "nothing fits": (
+        ["init.from=runs/shallow", "init.strict=false"],  # a deep_nested run into an mlp
+        "init.from=runs/shallow: no tensor would be loaded (0 loaded, 6 missing, 2 unexpected,",
+    ),
 }
 
 
