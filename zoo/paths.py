@@ -61,9 +61,14 @@ def _parse(pattern: str) -> tuple[str, ...]:
 
 
 def shown(pattern: str, limit: int = 80) -> str:
-    """`repr(pattern)`, shortened in the middle when long, for one-line messages."""
+    """`repr(pattern)` for one-line messages; a long one keeps its first and last components."""
     text = repr(pattern)
-    return text if len(text) <= limit else f"{text[: limit // 2]}...{text[-limit // 2 :]}"
+    if len(text) <= limit:
+        return text
+    head, tail = text[: limit // 2], text[-limit // 2 :]
+    cut_head, cut_tail = head.rfind("/"), tail.find("/")
+    head, tail = head[: cut_head + 1] if cut_head > 0 else head, tail[max(cut_tail, 0) :]
+    return f"{head}...{tail}"
 
 
 def check_pattern(pattern: str) -> str:
