@@ -74,9 +74,10 @@ class Lines(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def run_command(line: str) -> None:
+def run_command(line: str) -> int:
     """A README command, in-process, from the current directory: train.py with fewer steps
-    into its hydra.run.dir, eval.py through the app's task, a README python file as a script."""
+    into its hydra.run.dir, eval.py through the app's task, a README python file as a script.
+    Returns the exit status eval.py's task asks for (0 for the others)."""
     python, script, *args = shlex.split(line)
     assert python == ".venv/bin/python", line
     if script == "train.py":
@@ -84,9 +85,13 @@ def run_command(line: str) -> None:
         overrides = [a for a in args if not a.startswith(("hydra.run.dir=", "trainer.steps="))]
         zoo.train([*overrides, *FEW_STEPS], run_dir=run_dir)
     elif script == "eval.py":
-        _eval_task(zoo.compose(args, "eval"))
+        try:
+            _eval_task(zoo.compose(args, "eval"))
+        except SystemExit as exit_:
+            return exit_.code
     else:
         runpy.run_path(script, run_name="__main__")
+    return 0
 
 
 @dataclass
@@ -177,7 +182,7 @@ def test_recipe_c_inspect_and_diff_print_what_the_readme_shows(recipes, capsys, 
     rows = [line.split()[0] for line in capsys.readouterr().out.splitlines()[3:]]
     assert rows == [f"blocks/inner/{n}[{i}]" for n in ("bias", "kernel") for i in range(3)]
     for command, shown in zip(diffs, RECIPES["Recipe (c)"]["outputs"], strict=True):
-        run_command(command)
+        assert run_command(command) == 1  # both pairs differ: exit 1, as diff(1)
         assert capsys.readouterr().out.rstrip("\n") == shown
 
 
@@ -223,6 +228,16 @@ BAD = {
         "init.from and trainer.resume=true cannot be combined",
     ),
     "no init.from": (["init.exclude=[head]"], "init.exclude need init.from=<"),
+    # issue 19: a run that would load nothing trained from fresh weights and exited 0
+    "all excluded": (
+        ["init.from=runs/digits", "init.exclude=[**]"],
+        "init.from=runs/digits: no tensor would be loaded (0 loaded, 0 missing, 0 unexpected, "
+        "0 mismatched, 6 excluded); a run without init.from starts from fresh weights",
+    ),
+    "nothing fits": (
+        ["init.from=runs/shallow", "init.strict=false"],  # a deep_nested run into an mlp
+        "init.from=runs/shallow: no tensor would be loaded (0 loaded, 6 missing, 2 unexpected,",
+    ),
 }
 
 

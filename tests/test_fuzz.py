@@ -228,6 +228,65 @@ def cases(tmp_path_factory) -> list[tuple[str, list[str], str]]:
     table += [
         (t, [*a.split(), f"hydra.run.dir={d}/i19run{i}"], m) for i, (a, m) in enumerate(issue19)
     ]
+
+    # issue 19: hostile files and patterns
+    def pretrained(name: str, header: dict, data: bytes = b"", depth: int = 1) -> Path:
+        """A pretrained directory with a hand-written safetensors header."""
+        directory = d / "hostile" / name
+        directory.mkdir(parents=True)
+        kwargs = {"in_features": 4, "hidden": 8, "depth": depth}
+        config = {"format_version": 1, "model": "deep_nested", "kwargs": kwargs}
+        (directory / "config.json").write_text(json.dumps(config))
+        raw = json.dumps(header).encode()
+        (directory / "model.safetensors").write_bytes(len(raw).to_bytes(8, "little") + raw + data)
+        return directory
+
+    def tensor(shape: list[int], begin: int = 0, end: int = 0) -> dict:
+        return {"dtype": "F32", "shape": shape, "data_offsets": [begin, end]}
+
+    def run_dir(name: str, config: str | None = None) -> Path:
+        directory = d / "hostile" / name
+        directory.mkdir(parents=True)
+        if config is None:
+            os.mkfifo(directory / "config.yaml")  # a reader that blocks would hang here
+        else:
+            (directory / "config.yaml").write_text(config)
+        return directory
+
+    bomb = ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]  # 9**9 strings in 415 bytes
+    bomb += [
+        f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]"
+        for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+    ]
+    bomb += ["model: *i", "data: *i", ""]
+    small = pretrained(
+        "small",
+        {"middle.inner.kernel": tensor([4, 8], 0, 128), "middle.inner.bias": tensor([8], 128, 160)},
+        bytes(160),
+    )
+    tall = pretrained("tall", {"blocks.inner.kernel": tensor([3_000_000, 0])}, depth=3)
+    wide = pretrained("wide", {"blocks.inner.kernel": tensor([0, 2**63])}, depth=3)
+    many = "/".join(["**"] * 1200 + ["nothing"])  # 200 took 97 s, 1,200 a RecursionError
+    table += [
+        ("eval", [f"run_dir={run_dir('bomb', chr(10).join(bomb))}"], "holds a YAML alias (*a)"),
+        ("eval", [f"run_dir={run_dir('deep', '[' * 50_000)}"], "nested deeper than 32 levels"),
+        ("eval", [f"run_dir={run_dir('fifo')}"], "config.yaml: not a regular file"),
+        ("eval", ["mode=inspect", f"source={tall}"], "3000000 layers on its stacked axis"),
+        ("eval", ["mode=inspect", f"source={wide}"], "[0, 9223372036854775808]: its nonzero"),
+        ("eval", ["mode=inspect", f"source={small}", f"paths=[{many}]"], "paths pattern '**/"),
+        ("eval", ["mode=diff", f"a={small}", f"b={small}", f"paths=[{many}]"], "paths pattern"),
+        (t, [f"optim.freeze=[{many}]", f"hydra.run.dir={d}/h0"], "optim.freeze pattern '**/"),
+        (
+            t,
+            [f"init.from={small}", f"init.exclude=[{many}]", f"hydra.run.dir={d}/h1"],
+            "init.exclude pattern '**/",
+        ),
+        (
+            t,
+            [f"init.from={small}", "init.exclude=[**]", f"hydra.run.dir={d}/h2"],
+            "no tensor would be loaded (0 loaded, 0 missing, 0 unexpected, 0 mismatched, 2 ex",
+        ),
+    ]
     return table
 
 

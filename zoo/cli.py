@@ -199,7 +199,8 @@ def _eval_task(cfg: Any) -> None:
     if cfg.mode == "summary":
         print_summary(cfg)
     elif cfg.mode in ("inspect", "diff"):
-        print_weights(cfg)
+        if not print_weights(cfg):
+            sys.exit(1)  # as diff(1): the two sources differ
     elif cfg.run_dir is not None:
         evaluate_run(cfg.run_dir)
     elif not compare_with_reference(cfg):

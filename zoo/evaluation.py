@@ -8,7 +8,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -19,6 +18,7 @@ from zoo.errors import ZooError
 from zoo.losses import loss_and_metrics
 from zoo.metrics import read_metrics
 from zoo.models.deep_nested import deep_nested_forward
+from zoo.untrusted import load_yaml
 
 SEED_ARCHITECTURE = {"depth": 1, "activation": "relu", "out_features": None}
 
@@ -88,20 +88,15 @@ def evaluate_run(run_dir: str | Path) -> dict[str, float]:
 
 def run_config(run_dir: Path) -> DictConfig:
     """The config a train run saved in its directory (`config.yaml`, written by the zoo; older
-    runs have only Hydra's `.hydra/config.yaml`), checked like a new one."""
+    runs have only Hydra's `.hydra/config.yaml`), read as a hostile file (`zoo.untrusted`: no
+    YAML aliases, nesting and size bounded) and checked like a new one."""
     from zoo.training import RUN_CONFIG
 
     if not run_dir.is_dir():
         raise ZooError(f"run_dir={str(run_dir)!r} is not a directory")
     paths = [run_dir / RUN_CONFIG, run_dir / ".hydra" / "config.yaml"]
     path = next((p for p in paths if p.exists()), paths[0])
-    try:
-        cfg = OmegaConf.load(path)
-    except FileNotFoundError:
-        raise ZooError(f"{path}: no such file (not a train run directory?)") from None
-    except (OSError, OmegaConfBaseException, ValueError, yaml.YAMLError) as err:
-        gist = " ".join(str(err).split())[:160]
-        raise ZooError(f"{path}: unreadable config ({gist})") from None
+    cfg = load_yaml(path, missing="no such file (not a train run directory?)")
     if not isinstance(cfg, DictConfig) or not all(
         isinstance(cfg.get(key), DictConfig) for key in ("model", "data")
     ):
@@ -113,8 +108,8 @@ def run_config(run_dir: Path) -> DictConfig:
 def launch_dir(run_dir: Path) -> Path | None:
     """The directory a run was started from, as Hydra recorded it, if it did."""
     try:
-        return Path(OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra.runtime.cwd)
-    except (OSError, OmegaConfBaseException, ValueError, AttributeError, yaml.YAMLError):
+        return Path(load_yaml(run_dir / ".hydra" / "hydra.yaml").hydra.runtime.cwd)
+    except (ZooError, OmegaConfBaseException, AttributeError, TypeError):
         return None
 
 
@@ -149,10 +144,12 @@ def last_logged(path: Path) -> dict[str, Any]:
     return evaluated[-1] if evaluated else {}
 
 
-def print_weights(cfg: DictConfig) -> None:
-    """`mode=inspect`: per-path statistics of `source`'s saved weights; `mode=diff`: how `a`
-    differs from `b`, path by path. Both read the tensors from the files; nothing is trained."""
-    from zoo.inspection import diff_weights, format_diff, format_inspection, inspect_weights
+def print_weights(cfg: DictConfig) -> bool:
+    """`mode=inspect`: per-path statistics of `source`'s saved weights, printed as the tensors
+    are read; `mode=diff`: how `a` differs from `b`, path by path, and a last line saying whether
+    they do. Both read the tensors from the files; nothing is trained. False when `a` and `b`
+    differ (in a value, NaN included, a dtype, a shape or a path)."""
+    from zoo.inspection import diff_weights, format_diff, inspection_lines
 
     paths = list(cfg.paths) or None
     if cfg.mode == "inspect":
@@ -160,9 +157,12 @@ def print_weights(cfg: DictConfig) -> None:
             raise ZooError(
                 "mode=inspect needs source=<a run, checkpoint step or pretrained directory>"
             )
-        rows = inspect_weights(cfg.source, paths)
-        print(f"weights of {cfg.source}\n{format_inspection(rows)}")
-        return
+        lines = inspection_lines(cfg.source, paths)
+        header = next(lines)  # the source and the patterns are checked before it
+        print(f"weights of {cfg.source}\n{header}")
+        for line in lines:
+            print(line)
+        return True
     missing = [key for key in ("a", "b") if cfg[key] is None]
     if missing:
         raise ZooError(
@@ -171,3 +171,4 @@ def print_weights(cfg: DictConfig) -> None:
         )
     diff = diff_weights(cfg.a, cfg.b, paths)
     print(f"a = {cfg.a}\nb = {cfg.b}\n{format_diff(diff)}")
+    return diff.equal

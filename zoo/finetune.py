@@ -34,7 +34,8 @@ def load_initial_weights(model: nnx.Module, init_cfg: Any) -> LoadReport | None:
     `init.exclude` say, and log the report; None when `init.from` is null.
 
     With `init.strict`, a source that does not fit (a path missing, unexpected or of another
-    shape) is one ZooError listing every difference, and nothing is loaded."""
+    shape) is one ZooError listing every difference, and nothing is loaded; so is one from which
+    nothing would be loaded (all excluded, or nothing fits with `init.strict=false`)."""
     source_path = init_cfg.get("from") if init_cfg is not None else None
     if source_path is None:
         return None
@@ -57,6 +58,11 @@ def load_initial_weights(model: nnx.Module, init_cfg: Any) -> LoadReport | None:
         raise ZooError(
             f"{planned.problem_line()} (init.strict=false loads what fits and leaves the rest "
             "as initialised; init.exclude=[pattern,...] leaves paths out)"
+        )
+    if not planned.loaded:  # a run that asked for weights and would start from none
+        raise ZooError(
+            f"init.from={source_path}: no tensor would be loaded ({planned.counts()}); a run "
+            "without init.from starts from fresh weights"
         )
     report = load_weights(model, source, strict=False, **options)
     log.info("initial weights (init.from=%s):\n%s", source_path, report.table())

@@ -29,7 +29,7 @@ def read_status(job_dir: str | Path) -> dict[str, str]:
     """The job's `status` and `error`; {} for a job that left none (still running, or killed)."""
     try:
         record = json.loads((Path(job_dir) / STATUS).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: JSON nested too deep
         return {}
     if not isinstance(record, dict):
         return {}

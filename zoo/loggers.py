@@ -30,6 +30,7 @@ from zoo.errors import RunStopped, ZooError
 from zoo.files import write_atomically
 from zoo.job_status import sweep_dir_of
 from zoo.metrics import read_metrics
+from zoo.untrusted import load_yaml
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +75,13 @@ def run_context(run_dir: str | os.PathLike) -> RunContext:
     if not saved.is_file():
         return RunContext(run_dir, Path.cwd().resolve())
     try:
-        hydra = OmegaConf.load(saved).hydra
+        hydra = load_yaml(saved).hydra  # as hostile: no aliases, bounded
         sweep_dir = None
         if str(hydra.mode) == "MULTIRUN":
             sweep_dir = sweep_dir_of(run_dir, str(hydra.sweep.subdir))
         overrides = [str(o) for o in hydra.overrides.task]
         start_dir = Path(str(hydra.runtime.cwd)).resolve()
-    except (OSError, ValueError, OmegaConfBaseException):  # not as Hydra writes it: no context
+    except (ZooError, ValueError, OmegaConfBaseException):  # not as Hydra writes it: no context
         return RunContext(run_dir, Path.cwd().resolve())
     return RunContext(run_dir, start_dir, sweep_dir, overrides)
 

@@ -48,11 +48,27 @@ def _components(pattern: str) -> tuple[str, ...]:
 def _parse(pattern: str) -> tuple[str, ...]:
     parts = tuple(pattern.split("/"))
     if "" in parts:
-        raise ZooError(f"path pattern {pattern!r} has an empty component (leading, trailing, //)")
+        raise ZooError(
+            f"path pattern {shown(pattern)} has an empty component (leading, trailing, //)"
+        )
     for part in parts:
         if "**" in part and part != "**":
-            raise ZooError(f"path pattern {pattern!r}: '**' must be a whole component (a/**/b)")
-    return parts
+            raise ZooError(
+                f"path pattern {shown(pattern)}: '**' must be a whole component (a/**/b)"
+            )
+    # `**/**` selects what `**` does: one of a run is enough, and keeps the matching below simple
+    return tuple(p for i, p in enumerate(parts) if not (p == "**" and parts[i - 1 : i] == ("**",)))
+
+
+def shown(pattern: str, limit: int = 80) -> str:
+    """`repr(pattern)` for one-line messages; a long one keeps its first and last components."""
+    text = repr(pattern)
+    if len(text) <= limit:
+        return text
+    head, tail = text[: limit // 2], text[-limit // 2 :]
+    cut_head, cut_tail = head.rfind("/"), tail.find("/")
+    head, tail = head[: cut_head + 1] if cut_head > 0 else head, tail[max(cut_tail, 0) :]
+    return f"{head}...{tail}"
 
 
 def check_pattern(pattern: str) -> str:
@@ -67,12 +83,35 @@ def match(pattern: str, path: str) -> bool:
 
 
 def _match(pattern: tuple[str, ...], path: tuple[str, ...]) -> bool:
-    if not pattern:
-        return True  # the pattern matched a leading part: a module, and everything below it
-    head, rest = pattern[0], pattern[1:]
-    if head == "**":
-        return any(_match(rest, path[i:]) for i in range(len(path) + 1))
-    return bool(path) and fnmatch.fnmatchcase(path[0], head) and _match(rest, path[1:])
+    """Matched as an automaton over pattern positions, one path component at a time: at most
+    (len(pattern) + 1) x len(path) component tests whatever the pattern, where trying each way
+    `**` could split the path (backtracking) takes exponential time. `pattern` has no two `**`
+    in a row (`_parse`)."""
+    end = len(pattern)
+    positions = _past_globstars(pattern, {0})
+    for part in path:
+        if end in positions:
+            return True  # the pattern matched a leading part: a module, and everything below it
+        following = set()
+        for i in positions:
+            if pattern[i] == "**":
+                following.add(i)  # `**` takes this component too
+            elif component_matches(part, pattern[i]):
+                following.add(i + 1)
+        positions = _past_globstars(pattern, following)
+        if not positions:
+            return False
+    return end in positions
+
+
+def _past_globstars(pattern: tuple[str, ...], positions: set[int]) -> set[int]:
+    """`positions` and, where one is at a `**`, the next one too (`**` taking no component)."""
+    return positions | {i + 1 for i in positions if i < len(pattern) and pattern[i] == "**"}
+
+
+def component_matches(name: str, pattern: str) -> bool:
+    """Whether one path component matches one pattern component (`*`, `?`, `[...]`)."""
+    return fnmatch.fnmatchcase(name, pattern)
 
 
 def first_match(patterns: Sequence[str], path: str) -> str | None:
@@ -95,7 +134,8 @@ def check_all_match(
     paths = list(paths)
     for pattern in patterns:
         if not any(match(pattern, path) for path in paths):
-            raise ZooError(f"{what} {pattern!r} matches no path; {nearest_hint(pattern, paths)}")
+            hint = nearest_hint(pattern, paths)
+            raise ZooError(f"{what} {shown(pattern)} matches no path; {hint}")
 
 
 def nearest_hint(name: str, paths: Sequence[str], n: int = 3) -> str:

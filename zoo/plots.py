@@ -97,9 +97,11 @@ def _overrides(job_dir: Path) -> list[str]:
         from omegaconf import OmegaConf
         from omegaconf.errors import OmegaConfBaseException
 
+        from zoo.untrusted import load_yaml
+
         try:
-            items = OmegaConf.to_container(OmegaConf.load(overrides))
-        except (OSError, OmegaConfBaseException, ValueError):  # still plot, by folder name
+            items = OmegaConf.to_container(load_yaml(overrides))
+        except (ZooError, OmegaConfBaseException):  # still plot, by folder name
             items = None
         if isinstance(items, list):
             return [str(item) for item in items]

@@ -5,9 +5,9 @@ plain JSON arguments (no `_target_` or other `_`-keys), the model is rebuilt thr
 that name, and the weights are plain tensors (safetensors, no pickle) checked against the rebuilt
 model's names, shapes and dtypes before any of them is used.
 
-Both files are read defensively, as if hostile: regular files only (not a FIFO, not a symlink to
-`/dev/zero`), sizes and the safetensors header checked before anything is allocated, JSON nesting
-and list lengths bounded; each problem is one ZooError line.
+Both files are read defensively, as if hostile (`zoo.untrusted`): regular files only (not a FIFO,
+not a symlink to `/dev/zero`), sizes and the safetensors header checked before anything is
+allocated, JSON nesting and list lengths bounded; each problem is one ZooError line.
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ import json
 import math
 import os
 import shutil
-import stat
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +30,7 @@ from safetensors.numpy import save_file
 from zoo.errors import ZooError
 from zoo.files import follow_umask, staging_directory
 from zoo.registry import create_model, model_arguments, model_settings, model_spec
+from zoo.untrusted import open_regular, parse_json, read_bounded
 
 if TYPE_CHECKING:
     from zoo.surgery import LoadReport
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 FORMAT_VERSION = 1
+NOT_PRETRAINED = "no such file (not a pretrained directory?)"
 _CONFIG_KEYS = {"format_version", "model", "kwargs"}
 
 # Limits for files that may be hostile; generous for any real model.
@@ -47,6 +48,9 @@ MAX_CONFIG_ITEMS = 256  # entries in one list or object of config.json (e.g. MLP
 MAX_HEADER_BYTES = 16 << 20  # the safetensors JSON header
 MAX_TENSORS = 100_000
 MAX_DIMS = 16
+# A tensor's size with each zero dimension taken as 1: an empty tensor checks its data size no
+# more, but numpy still refuses a shape whose other dimensions multiply past what it can index.
+MAX_TENSOR_BYTES = 1 << 48
 # safetensors dtype names -> numpy dtypes (bfloat16 is ml_dtypes', which JAX brings)
 _DTYPES = {
     "BOOL": np.dtype(bool),
@@ -111,53 +115,11 @@ def save_pretrained(model: nnx.Module, directory: str | os.PathLike) -> Path:
     return directory
 
 
-def _open_regular(path: Path) -> BinaryIO:
-    """`path` opened for reading, if it is a regular file (a symlink to one is fine).
-
-    Opened non-blocking, so a FIFO cannot hang the open, and checked on the open descriptor, so
-    what is checked is what is read."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise ZooError(f"{path}: no such file (not a pretrained directory?)") from None
-    except OSError as err:
-        raise ZooError(f"{path}: cannot open ({err.strerror})") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise ZooError(f"{path}: not a regular file")
-    return os.fdopen(fd, "rb")
-
-
-def _parse_json(data: bytes, path: Path, what: str, max_items: int) -> Any:
-    """JSON from `data`, with its nesting and the entries of each list or object bounded."""
-    try:
-        value = json.loads(data)
-    except RecursionError:
-        raise ZooError(f"{path}: nested deeper than {MAX_JSON_DEPTH} levels") from None
-    except ValueError as err:  # bad JSON or UTF-8, or an integer of over 4300 digits
-        raise ZooError(f"{path}: unreadable {what} ({err})") from None
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict | list):
-            if depth > MAX_JSON_DEPTH:
-                raise ZooError(f"{path}: nested deeper than {MAX_JSON_DEPTH} levels")
-            if len(node) > max_items:
-                kind = "an object" if isinstance(node, dict) else "a list"
-                raise ZooError(f"{path}: {kind} of {len(node)} entries (at most {max_items})")
-            children = node.values() if isinstance(node, dict) else node
-            stack.extend((child, depth + 1) for child in children)
-    return value
-
-
 def read_config(directory: str | os.PathLike) -> tuple[str, dict[str, Any]]:
     """The registered model name and plain constructor arguments from `config.json`, checked."""
     path = Path(directory) / CONFIG
-    with _open_regular(path) as file:
-        data = file.read(MAX_CONFIG_BYTES + 1)
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ZooError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; not a pretrained config")
-    config = _parse_json(data, path, "config", MAX_CONFIG_ITEMS)
+    data = read_bounded(path, MAX_CONFIG_BYTES, "pretrained config", NOT_PRETRAINED)
+    config = parse_json(data, path, "config", MAX_CONFIG_ITEMS, MAX_JSON_DEPTH)
     if not isinstance(config, dict):
         raise ZooError(f"{path}: expected a JSON object with 'model' and 'kwargs'")
     kwargs = config.get("kwargs")
@@ -210,7 +172,7 @@ def tensor_layout(directory: str | os.PathLike) -> dict[str, jax.ShapeDtypeStruc
     """Shape and dtype of each tensor in `model.safetensors`, by state path
     (`middle/inner/kernel`), read from its header alone and checked against the file's size."""
     path = Path(directory) / WEIGHTS
-    with _open_regular(path) as file:
+    with open_regular(path, NOT_PRETRAINED) as file:
         size = os.fstat(file.fileno()).st_size
         if size < 8:
             raise ZooError(f"{path}: unreadable weights (a file of {size} bytes is no safetensors)")
@@ -220,7 +182,7 @@ def tensor_layout(directory: str | os.PathLike) -> dict[str, jax.ShapeDtypeStruc
                 f"{path}: unreadable weights (a header of {length} bytes in a file of {size} "
                 f"bytes; at most {MAX_HEADER_BYTES} are read)"
             )
-        header = _parse_json(file.read(length), path, "weights", MAX_TENSORS)
+        header = parse_json(file.read(length), path, "weights", MAX_TENSORS, MAX_JSON_DEPTH)
     if not isinstance(header, dict):
         raise ZooError(f"{path}: unreadable weights (the header is not a JSON object)")
     header.pop("__metadata__", None)
@@ -229,6 +191,12 @@ def tensor_layout(directory: str | os.PathLike) -> dict[str, jax.ShapeDtypeStruc
         info = _tensor_info(entry, data_bytes)
         if info is None:
             raise ZooError(f"{path}: unreadable weights (bad header entry for {key!r})")
+        nonzero = math.prod(d for d in info.shape if d) * np.dtype(info.dtype).itemsize
+        if nonzero > MAX_TENSOR_BYTES:
+            raise ZooError(
+                f"{path}: unreadable weights ({key!r} has shape {list(info.shape)}: its nonzero "
+                f"dimensions make over 2^{MAX_TENSOR_BYTES.bit_length() - 1} bytes)"
+            )
         state_path = key.replace(".", "/")
         if state_path in layout:
             raise ZooError(f"{path}: two tensors have the path {state_path!r}")

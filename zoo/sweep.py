@@ -21,9 +21,11 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from zoo.errors import ZooError
 from zoo.files import write_atomically
 from zoo.job_status import failures, read_status, sweep_dir_of
 from zoo.metrics import natural_key, read_metrics
+from zoo.untrusted import load_yaml
 
 SUMMARY = "summary.csv"
 
@@ -36,7 +38,7 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
     for overrides_file in sorted(sweep_dir.glob("**/.hydra/overrides.yaml"), key=natural_key):
         job_dir = overrides_file.parent.parent
         row: dict[str, Any] = {"job": job_dir.relative_to(sweep_dir).as_posix()}
-        for override in OmegaConf.to_container(OmegaConf.load(overrides_file)) or []:
+        for override in _overrides(overrides_file):
             key, _, value = str(override).partition("=")
             row[key] = value
         status = read_status(job_dir)  # none yet for a job that is running or was killed
@@ -45,6 +47,15 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
         row |= {"error": status["error"]} if "error" in status else {}
         rows.append(row)
     return rows
+
+
+def _overrides(path: Path) -> list[Any]:
+    """A job's `.hydra/overrides.yaml` (read as hostile: `zoo.untrusted`); [] if unreadable."""
+    try:
+        items = OmegaConf.to_container(load_yaml(path))
+    except ZooError:
+        return []
+    return items if isinstance(items, list) else []
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[str]:

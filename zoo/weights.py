@@ -42,8 +42,9 @@ class WeightSource:
 
     @property
     def stacked(self) -> frozenset[str]:
-        """Paths of the stacked modules (tensors below them have a leading layer axis), where the
-        source can tell; empty where it cannot."""
+        """Paths of the tensors with a leading layer axis: the variables of the stacked modules
+        of the model the source holds, where it can tell; empty where it cannot. Only the model's
+        own variables: a tensor a file adds below a stacked module is not known to have layers."""
         return frozenset()
 
     def read(self, paths: Iterable[str]) -> dict[str, np.ndarray]:
@@ -58,7 +59,7 @@ class StateSource(WeightSource):
 
     def __init__(self, tree: nnx.Module | nnx.State) -> None:
         self._variables = flat_variables(tree)
-        self._stacked = stacked_paths(tree) if isinstance(tree, nnx.Module) else frozenset()
+        self._stacked = stacked_tensors(tree) if isinstance(tree, nnx.Module) else frozenset()
         self.description = f"the given {type(tree).__name__}"
 
     @property
@@ -86,7 +87,7 @@ class PretrainedSource(WeightSource):
 
     @functools.cached_property
     def stacked(self) -> frozenset[str]:
-        return stacked_paths(pretrained.abstract_model(self.directory)[2])
+        return stacked_tensors(pretrained.abstract_model(self.directory)[2])
 
     def read(self, paths: Iterable[str]) -> dict[str, np.ndarray]:
         return pretrained.read_tensors(self.directory, paths)
@@ -161,7 +162,7 @@ class CheckpointSource(WeightSource):
             model = nnx.eval_shape(lambda: create_model(name, rngs=nnx.Rngs(0), **kwargs))
         except (ZooError, TypeError, ValueError):
             return frozenset()
-        return stacked_paths(model)
+        return stacked_tensors(model)
 
     def read(self, paths: Iterable[str]) -> dict[str, np.ndarray]:
         ocp = self._ocp
@@ -180,6 +181,16 @@ class CheckpointSource(WeightSource):
             lambda: self._checkpointer.restore(self.directory, args=ocp.args.Composite(state=args))
         )["state"]["params"]
         return {_state_path(keys): np.asarray(leaf) for keys, leaf in _flatten(restored)}
+
+
+def stacked_tensors(model: nnx.Module) -> frozenset[str]:
+    """The paths of `model`'s variables below its stacked modules (abstract models too)."""
+    modules = stacked_paths(model)
+    return frozenset(
+        path
+        for path in flat_variables(model)
+        if any(path.startswith(module + "/") for module in modules)
+    )
 
 
 def _flatten(tree: Mapping, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple, Any]]:
