@@ -414,3 +414,6 @@ def _check_loggers(node: Any) -> None:
             raise ZooError(_unknown(str(name), list(loggers), "logger."))
         cls = loggers[str(name)]
         _check_node(node[name], f"logger.{name}", decl.settings_of(cls), cls)
+    from zoo.logger_settings import check_destinations
+
+    check_destinations(OmegaConf.to_container(node, resolve=True))

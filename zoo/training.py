@@ -46,6 +46,10 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
     from zoo.reporting import Reporter
 
     run_dir, trainer = Path(run_dir), cfg.trainer
+    if cfg.get("logger"):  # a logger that cannot write is refused before anything is written
+        from zoo.loggers import check_loggers
+
+        check_loggers(cfg, run_dir)
     run = build_run(cfg)
     monitor = Monitor.from_config(trainer)  # best/ and early stopping
     monitor.check_logged(logged_metrics(run))
@@ -81,7 +85,8 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
             bar=None if primary else False,
         )
         profile = ChunkProfile(run_dir / "profile", trainer.profile_chunks if primary else 0)
-        with open(metrics_path or os.devnull, "a") as metrics_file, reporter, profile:
+        # The loggers start before metrics.jsonl is opened: one that fails leaves none behind.
+        with reporter, open(metrics_path or os.devnull, "a") as metrics_file, profile:
             chunks = run_chunks(run, state, [p for p in points if p > start])
             for state, record in chunks:  # noqa: B007  (the state after the last one is kept)
                 startup.resume_gc()  # start-up is over (zoo.startup)
