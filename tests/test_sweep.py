@@ -246,6 +246,23 @@ def test_a_sweep_goes_on_past_a_job_that_failed_unexpectedly_and_its_exit_status
     assert (sweep / "sweep.png").is_file()
 
 
+def test_sigterm_while_a_job_finishes_ends_the_sweep_after_that_job_with_143(tmp_path, monkeypatch):
+    from test_long_runs import sigterm_during
+
+    sigterm_during(monkeypatch, 4)  # the last dispatch of the first job (debug=fast: 2, 4)
+    sweep = tmp_path / "sweep"
+    code, stderr = sweep_in_process(sweep, "seed=0,1", "debug=fast")
+    assert code == 143, stderr
+    assert stderr.splitlines()[-1] == (
+        "stopped: SIGTERM during the end of job 0: the job finished, the sweep stops before the "
+        "next one; run the rest with trainer.resume=true and the same hydra.sweep.dir"
+    )
+    assert read_status(sweep / "0") == {"status": "ok"}  # the job finished whole
+    assert (sweep / "0" / "model" / "model.safetensors").is_file()
+    assert [(r["job"], r["status"], r["step"]) for r in summary_rows(sweep)] == [("0", "ok", "4")]
+    assert not (sweep / "1").exists()  # the next job never started
+
+
 def test_hparams_search_runs_optuna_trials_past_a_failed_one_and_reports_the_best(tmp_path):
     sweep = tmp_path / "search"
     result = run_script(

@@ -172,9 +172,9 @@ def _train_task(cfg: Any) -> float | None:
 
     run_dir = HydraConfig.get().runtime.output_dir
     if HydraConfig.get().mode == RunMode.MULTIRUN:  # a failed job must not end the sweep
-        from zoo.job_status import run_recorded
+        from zoo.sweep import run_job
 
-        return run_recorded(run_dir, lambda: _train(cfg, run_dir))
+        return run_job(run_dir, lambda: _train(cfg, run_dir))
     return _train(cfg, run_dir)
 
 
