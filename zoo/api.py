@@ -33,11 +33,11 @@ def compose(overrides: Sequence[str] = (), app: str = "train") -> DictConfig:
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=app):
             cfg = hydra_compose(config_name=app, overrides=list(overrides))
-    except (HydraException, OmegaConfBaseException) as err:
+    except (HydraException, OmegaConfBaseException, ValueError) as err:  # ValueError: logger=null
         from zoo.cli import one_line
 
         cause = f"\n{err.__cause__}" if err.__cause__ else ""
-        raise ZooError(one_line(f"{err}{cause}")) from None
+        raise ZooError(one_line(f"{err}{cause}", overrides)) from None
     validate(cfg, app)
     return cfg
 
