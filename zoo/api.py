@@ -47,13 +47,14 @@ def train(
 ) -> dict[str, float]:
     """Train as `zoo-train` does, from overrides (`["model=mlp", "seed=3"]`) or a composed config,
     into `run_dir`; return the last logged metrics. The directory gets the run's resolved
-    `config.yaml`, so `zoo-eval run_dir=...` works on it."""
-    from zoo.config import validate
+    `config.yaml`, so `zoo-eval run_dir=...` works on it. A composed config may hold Hydra's own
+    `hydra` node (`compose(..., return_hydra_config=True)`): it is ignored."""
+    from zoo.config import validate, without_hydra
     from zoo.training import train as train_run
 
     if isinstance(config, DictConfig):
         validate(config, "train")
-        cfg = config
+        cfg = without_hydra(config)
     else:
         cfg = compose(config, "train")
     Path(run_dir).mkdir(parents=True, exist_ok=True)
