@@ -186,6 +186,12 @@ def config_dir() -> Path | None:
     return None
 
 
+def recipe_file(relative: str) -> str:
+    """The absolute path of a file the zoo ships for its recipes (`zoo/recipes/<relative>`),
+    wherever it is installed: `${zoo.recipe_file:finetune_digits/parity.npz}` in a config."""
+    return str(Path(__file__).resolve().parent / "recipes" / relative)
+
+
 def load_declarations() -> None:
     """Import the zoo's own declarations of the model, data, optim groups (no JAX)."""
     import zoo.data_settings  # noqa: F401  (each of these declares its group's options)
@@ -228,6 +234,7 @@ def register_configs() -> None:
     register_resolvers()  # ${zoo.unique:} in the run directory's name
 
     OmegaConf.register_new_resolver("zoo_settings", settings_help, replace=True)
+    OmegaConf.register_new_resolver("zoo.recipe_file", recipe_file, replace=True)
     models = configurable_models()
     options = (tuple((g, tuple(decl.declared(g))) for g in STORED_GROUPS), tuple(models))
     if options == _registered:  # zoo-train registers, then Hydra's plugin asks again
