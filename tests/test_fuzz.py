@@ -229,6 +229,8 @@ def cases(tmp_path_factory) -> list[tuple[str, list[str], str]]:
     loggers.append(
         (f"logger=tensorboard logger.tensorboard.subdir=tb hydra.run.dir={blocked}", "tb is a file")
     )
+    own = f"sqlite:///{d}/own/metrics.jsonl hydra.run.dir={d}/own"  # the store onto the run's log
+    loggers.append((f"logger=mlflow logger.mlflow.tracking_uri={own}", "is in the run directory"))
     table += [
         (t, [*a.split(), *([] if "hydra.run.dir" in a else [f"hydra.run.dir={d}/logger{i}"])], m)
         for i, (a, m) in enumerate(loggers)

@@ -234,6 +234,9 @@ def test_a_logger_that_cannot_write_is_refused_before_the_run_writes_anything(
         f"logger=mlflow logger.mlflow.tracking_uri={tmp_path}/afile": f"{tmp_path}/afile is a file",
         "logger=tensorboard logger.tensorboard.subdir=tb": f"{run_dir}/tb is a file",
         "logger=csv logger.csv.filename=out/m.csv": "leads out of the run directory",
+        f"logger=mlflow logger.mlflow.tracking_uri=sqlite:///{run_dir}/metrics.jsonl": (
+            "is in the run directory: the run itself writes 'metrics.jsonl' there"
+        ),
     }
     for overrides, fragment in blocked.items():
         cfg = compose_config("train", [*overrides.split(), "debug=fast"])

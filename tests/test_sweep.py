@@ -5,6 +5,7 @@ import csv
 import gc
 import io
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -70,11 +71,14 @@ def sweep_in_process(sweep_dir: Path, *overrides: str) -> tuple[object, str]:
     argv += ["hydra/job_logging=none", "hydra/hydra_logging=none"]
     err = io.StringIO()
     old_argv, sys.argv = sys.argv, argv
+    full_errors = os.environ.pop("HYDRA_FULL_ERROR", None)  # the one-line behaviour is tested
     try:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
             code = cli.train_app()
     finally:
         sys.argv = old_argv
+        if full_errors is not None:
+            os.environ["HYDRA_FULL_ERROR"] = full_errors
         gc.unfreeze()  # the app freezes the heap for a process about to end
         rundir.release(Path(sweep_dir), rundir.LOCK)  # held still by a sweep that stopped
     return code, err.getvalue()

@@ -31,6 +31,7 @@ from omegaconf.errors import OmegaConfBaseException
 from zoo.errors import RunStopped, ZooError
 from zoo.files import write_atomically
 from zoo.job_status import sweep_dir_of
+from zoo.logger_settings import run_path_problem
 from zoo.metrics import read_metrics
 
 log = logging.getLogger(__name__)
@@ -347,6 +348,18 @@ def _inside(path: Path, run_dir: Path) -> bool:
     return path.resolve().is_relative_to(run_dir.resolve())
 
 
+def _on_run_files(store: Path, run_dir: Path) -> str | None:
+    """Why a store given by URI would land on what the run writes itself (None: it would not)."""
+    store = Path(os.path.abspath(store))
+    if not store.is_relative_to(run_dir):
+        return None
+    relative = store.relative_to(run_dir).as_posix()
+    if relative == ".":
+        return f"{store} is the run directory itself"
+    problem = run_path_problem(relative)
+    return None if problem is None else f"{store} is in the run directory: {problem}"
+
+
 def local_mlflow_store(uri: str | None, start_dir: Path) -> Path | None:
     """The folder (a file store) or database file (sqlite) MLflow writes for `uri` on this
     machine: `<start_dir>/mlruns` for null; None for a remote store (http, databricks, ...)."""
@@ -392,6 +405,8 @@ def check_loggers(cfg: DictConfig, run_dir: str | os.PathLike) -> None:
             store = local_mlflow_store(uri, run_context(run_dir).start_dir)
             database = uri is not None and uri.startswith("sqlite:")
             problem = None if store is None else _blocked(store, folder=not database)
+            if problem is None and uri is not None and store is not None:
+                problem = _on_run_files(store, run_dir)
             if problem:
                 what = "null (the local store)" if uri is None else uri
                 raise ZooError(f"logger.mlflow.tracking_uri={what}: {problem}")
