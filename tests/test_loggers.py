@@ -246,3 +246,18 @@ def test_a_logger_that_cannot_write_is_refused_before_the_run_writes_anything(
     # nothing written: a plain run into the directory is not refused afterwards
     assert sorted(p.name for p in run_dir.iterdir()) == ["out", "tb"]
     assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_a_logger_that_fails_to_start_leaves_nothing_that_refuses_the_next_run(
+    tmp_path, monkeypatch
+):
+    from zoo import loggers, rundir
+
+    def unreachable(self, settings, context, cfg, start):
+        raise ZooError("logger=mlflow: cannot reach http://tracking.example:5000")
+
+    monkeypatch.setattr(loggers.MLflow, "__init__", unreachable)  # a remote store, down
+    cfg = compose_config("train", ["logger=mlflow", "debug=fast", "trainer.checkpoints=true"])
+    with pytest.raises(ZooError, match="cannot reach"):
+        train(cfg, tmp_path)
+    assert rundir.earlier_results(tmp_path) == []  # a plain rerun is not refused
