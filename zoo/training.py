@@ -85,8 +85,7 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
             bar=None if primary else False,
         )
         profile = ChunkProfile(run_dir / "profile", trainer.profile_chunks if primary else 0)
-        # The loggers start before metrics.jsonl is opened: one that fails leaves none behind.
-        with reporter, open(metrics_path or os.devnull, "a") as metrics_file, profile:
+        with open(metrics_path or os.devnull, "a") as metrics_file, reporter, profile:
             chunks = run_chunks(run, state, [p for p in points if p > start])
             for state, record in chunks:  # noqa: B007  (the state after the last one is kept)
                 startup.resume_gc()  # start-up is over (zoo.startup)
