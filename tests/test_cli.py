@@ -1,6 +1,12 @@
 """How the entry points condense Hydra's multi-line errors into one line."""
 
+import gc
+
+import pytest
+
+import zoo
 from zoo.cli import one_line
+from zoo.errors import ZooError
 
 UNKNOWN_OPTION = """In 'train': Could not find 'optim/rmsprop'
 
@@ -42,3 +48,26 @@ def test_a_search_without_the_optuna_sweeper_names_the_extra():
         "In 'hydra/config': Could not find 'hydra/sweeper/optuna'; available options in "
         "'hydra/sweeper': basic; pip install 'zoo[optuna]' (make install includes it)"
     )
+
+
+def test_a_group_set_to_null_is_one_short_line_not_hydras_traceback(tmp_path, monkeypatch, capsys):
+    from zoo import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.setattr("sys.argv", ["train.py", "logger=null"])
+    try:
+        assert cli.train_app() == 2
+    finally:
+        gc.unfreeze()  # the app freezes the heap for a process about to end
+    assert capsys.readouterr().err == (
+        "error: logger=null: a config group cannot be set to null on the command line; leave it "
+        "out (its default), or remove the option a config chose with ~logger\n"
+    )
+    assert list(tmp_path.iterdir()) == []  # no run directory
+    with pytest.raises(ZooError, match="^logger=null: a config group cannot be set to null"):
+        zoo.compose(["logger=null"])  # the same line from Python
+    # any other traceback Hydra prints is its last line
+    traceback = 'Traceback (most recent call last):\n  File "x.py", line 1, in <module>\n'
+    message = traceback + "KeyError: 'x'\n\nSet the environment variable ...\n"
+    assert one_line(message) == "KeyError: 'x'"

@@ -5,7 +5,7 @@ import gzip
 import json
 import sys
 
-import pytest
+import numpy as np
 from conftest import CONFIGS, compose_config
 
 from zoo.training import train
@@ -22,37 +22,41 @@ def test_the_experiments_are_the_documented_recipes():
     assert compose_config("train", ["experiment=digits_mlp", "optim.lr=0.5"]).optim.lr == 0.5
 
 
-def finetune_inputs(directory) -> list[str]:
-    """What the fine-tuning recipe asks of its user: a digits-shaped mlp to start from (saved,
-    untrained: the recipe's plumbing is the point) and an .npz of their own classes."""
-    import numpy as np
-    from flax import nnx
+def test_every_experiment_runs_as_it_is_under_debug_fast(tmp_path, monkeypatch):
+    """`train.py -m 'experiment=glob(*)' debug=fast`: every shipped recipe, given nothing more
+    (finetune_digits starts from the digits mlp and parity data the zoo ships)."""
+    from safetensors.numpy import load_file
+    from test_sweep import summary_rows, sweep_in_process
 
-    import zoo
+    from zoo.config import recipe_file
 
-    source = zoo.create_model("mlp", in_features=64, out_features=10, rngs=nnx.Rngs(0))
-    zoo.save_pretrained(source, directory / "digits_model")
-    rng = np.random.default_rng(0)
-    np.savez(directory / "mine.npz", x=rng.normal(size=(60, 64)), y=rng.integers(0, 3, 60))
-    return [f"init.from={directory / 'digits_model'}", f"data.path={directory / 'mine.npz'}"]
-
-
-@pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_experiment_runs_under_debug_fast(experiment, tmp_path, monkeypatch):
     for name in LOGGER_MODULES:  # a run without loggers imports none of them
         monkeypatch.setitem(sys.modules, name, None)
-    inputs = finetune_inputs(tmp_path) if experiment == "finetune_digits" else []
-    cfg = compose_config("train", [f"experiment={experiment}", "debug=fast", *inputs])
-    last = train(cfg, tmp_path / "run")
-    last.pop("optimized_metric")
-    tmp_path = tmp_path / "run"
-    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records] == [2, 4] and records[-1] == last
-    assert [r["step"] for r in records if "val_loss" in r] == [4]  # one evaluation, at the end
-    assert "val_accuracy" in last  # both recipes classify
-    assert (tmp_path / "model" / "model.safetensors").is_file()
-    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "loss.png").exists()
-    assert not (tmp_path / "profile").exists()
+    sweep = tmp_path / "sweep"
+    code, stderr = sweep_in_process(sweep, "experiment=glob(*)", "debug=fast")
+    assert code == 0, stderr
+    rows = summary_rows(sweep)
+    assert [(r["experiment"], r["status"]) for r in rows] == [(e, "ok") for e in EXPERIMENTS]
+    for row in rows:
+        job = sweep / row["job"]
+        lines = (job / "metrics.jsonl").read_text().splitlines()
+        records = [json.loads(line) for line in lines]
+        assert [r["step"] for r in records] == [2, 4]
+        assert [r["step"] for r in records if "val_loss" in r] == [4]  # one evaluation, at the end
+        assert "val_accuracy" in records[-1]  # every recipe classifies
+        assert (job / "model" / "model.safetensors").is_file()
+        assert not (job / "checkpoints").exists() and not (job / "loss.png").exists()
+        assert not (job / "profile").exists()
+    # finetune_digits: the shipped digits body, frozen, under a new two-class head
+    tuned = sweep / rows[EXPERIMENTS.index("finetune_digits")]["job"]
+    report = json.loads((tuned / "init_report.json").read_text())
+    assert report["excluded"] == ["head/bias", "head/kernel"] and len(report["loaded"]) == 4
+    source = load_file(recipe_file("finetune_digits/digits_mlp/model.safetensors"))
+    weights = load_file(str(tuned / "model" / "model.safetensors"))  # keys: layers.0.bias, ...
+    for path in report["loaded"]:
+        key = path.replace("/", ".")
+        np.testing.assert_array_equal(weights[key], source[key], err_msg=path)
+    assert weights["head.kernel"].shape == (64, 2)
 
 
 def test_debug_profile_traces_fused_dispatches_for_perfetto_and_tensorboard(tmp_path):

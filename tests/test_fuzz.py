@@ -287,6 +287,38 @@ def cases(tmp_path_factory) -> list[tuple[str, list[str], str]]:
             "no tensor would be loaded (0 loaded, 0 missing, 0 unexpected, 0 mismatched, 2 ex",
         ),
     ]
+
+    # issue 19: logger destinations
+    loggers = [
+        ("logger=null", "logger=null: a config group cannot be set to null"),
+        ("logger=csv logger.csv.filename=../victim/metrics.jsonl", "inside the run directory"),
+        (f"logger=csv logger.csv.filename={d}/elsewhere.csv", "no absolute path"),
+        ("logger=csv logger.csv.filename=metrics.jsonl", "the run itself writes 'metrics.jsonl'"),
+        ("logger=csv logger.csv.filename=Checkpoints/x.csv", "the run itself writes"),
+        ("logger=csv logger.csv.filename=", "must name a path inside the run directory"),
+        ("logger=csv logger.csv.filename=.", "hidden part"),
+        ("logger=tensorboard logger.tensorboard.subdir=metrics.jsonl", "the run itself writes"),
+        ("logger=tensorboard logger.tensorboard.subdir=/tmp", "no absolute path"),
+        (
+            "logger=[csv,tensorboard] logger.csv.filename=tb logger.tensorboard.subdir=tb/x",
+            "collide",
+        ),
+        ("logger=mlflow logger.mlflow.tracking_uri=", "tracking_uri='' is invalid"),
+        (f"logger=mlflow logger.mlflow.tracking_uri=sqlite:///{d}/afile/x.db", "under the file"),
+        (f"logger=mlflow logger.mlflow.tracking_uri={d}/afile", "afile is a file"),
+    ]
+    blocked = d / "tb_blocked"  # a file where TensorBoard's folder goes
+    blocked.mkdir()
+    (blocked / "tb").write_text("x")
+    loggers.append(
+        (f"logger=tensorboard logger.tensorboard.subdir=tb hydra.run.dir={blocked}", "tb is a file")
+    )
+    own = f"sqlite:///{d}/own/metrics.jsonl hydra.run.dir={d}/own"  # the store onto the run's log
+    loggers.append((f"logger=mlflow logger.mlflow.tracking_uri={own}", "is in the run directory"))
+    table += [
+        (t, [*a.split(), *([] if "hydra.run.dir" in a else [f"hydra.run.dir={d}/logger{i}"])], m)
+        for i, (a, m) in enumerate(loggers)
+    ]
     return table
 
 

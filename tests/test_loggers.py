@@ -10,7 +10,11 @@ import pytest
 from conftest import compose_config
 from test_reporting import read_scalars
 
+from zoo import declarations as decl
+from zoo.config import validate
+from zoo.declarations import SettingError
 from zoo.errors import ZooError
+from zoo.logger_settings import run_path_problem
 from zoo.loggers import open_loggers, run_context
 from zoo.training import train
 
@@ -56,6 +60,11 @@ def test_every_logger_at_once_reads_back_every_metric_also_after_a_resume(tmp_pa
     last.pop("optimized_metric")
     records = jsonl(run_dir)
     assert [r["step"] for r in records] == [2, 4] and records[-1] == last
+    # no logger may be pointed at anything else the run wrote
+    own = {"metrics.csv", "tensorboard"}
+    assert [
+        p.name for p in run_dir.iterdir() if p.name not in own and not run_path_problem(p.name)
+    ] == []
     # a resume of that run at step 4: the same loggers' runs go on (without training again)
     later = [{"step": 6, "train_loss": 0.5}, {"step": 8, "train_loss": 0.25, "val_loss": 0.125}]
     cfg = compose_config("train", [*every, "trainer.steps=8", "trainer.resume=true"])
@@ -125,3 +134,130 @@ def test_a_sweep_job_is_named_and_grouped_by_the_sweep_hydra_recorded(tmp_path):
     assert (context.name, context.group) == ("multirun/day/time/lr/3", "multirun/day/time")
     assert context.overrides == ["optim.lr=0.1"]
     assert run_context(tmp_path).group is None  # a run from Python: no sweep
+
+
+# --- where the loggers write (issue 19: 1, 7) --------------------------------------------------
+
+OUTSIDE_OR_OWN = [
+    ("logger.csv.filename=../victim/metrics.jsonl", "must be a path inside the run directory"),
+    ("logger.csv.filename=/tmp/elsewhere.csv", "no absolute path"),
+    ("logger.csv.filename=~/m.csv", "no absolute path or ~"),
+    ("logger.csv.filename=x\0.csv", "without NUL"),
+    ("logger.csv.filename=", "must name a path inside the run directory"),
+    ("logger.csv.filename=.", "hidden part"),
+    ("logger.csv.filename=a//b.csv", "no empty"),
+    ("logger.csv.filename=sub/../../x.csv", "'..'"),
+    ("logger.csv.filename=.lock", "hidden part"),
+    ("logger.csv.filename=metrics.jsonl", "the run itself writes 'metrics.jsonl' there"),
+    ("logger.csv.filename=config.yaml", "the run itself writes 'config.yaml'"),
+    ("logger.csv.filename=Model/weights.csv", "the run itself writes 'Model'"),  # case-blind
+    ("logger.csv.filename=checkpoints/x.csv", "the run itself writes 'checkpoints'"),
+    ("logger.csv.filename=train.log", "the run itself writes 'train.log'"),
+    (f"logger.csv.filename={'x' * 256}.csv", "at most 255 bytes"),
+    ("logger.tensorboard.subdir=metrics.jsonl", "the run itself writes 'metrics.jsonl'"),
+    ("logger.tensorboard.subdir=best", "the run itself writes 'best'"),
+    ("logger.tensorboard.subdir=../other_run", "must be a path inside the run directory"),
+]
+
+
+def test_a_logger_path_out_of_the_run_or_onto_its_own_files_is_one_line():
+    for override, fragment in OUTSIDE_OR_OWN:  # the loggers' declarations check them
+        key, _, value = override.partition("=")
+        name, setting_name = key.split(".")[1:]
+        declared = decl.declared("logger")[name]
+        with pytest.raises(SettingError) as caught:
+            decl.check_values(
+                decl.settings_of(declared), {setting_name: value}, f"logger.{name}", declared
+            )
+        assert str(caught.value).startswith(f"{key}={value!r} is invalid: "), override
+        assert fragment in str(caught.value), override
+    # and so does the check of a composed config, before anything runs
+    cfg = compose_config("train", ["logger=csv", "logger.csv.filename=../victim/metrics.jsonl"])
+    with pytest.raises(SettingError, match="^logger.csv.filename='../victim/metrics.jsonl' is in"):
+        validate(cfg)
+
+
+def test_two_loggers_writing_one_path_are_one_line_and_folders_inside_the_run_are_fine():
+    both = ["logger=[csv,tensorboard]", "logger.csv.filename=tb", "logger.tensorboard.subdir=tb/x"]
+    with pytest.raises(SettingError, match="logger.csv.filename='tb' and logger.tensorboard"):
+        validate(compose_config("train", both))
+    fine = ["logger=[csv,tensorboard,mlflow]", "logger.csv.filename=logs/m.csv"]
+    validate(compose_config("train", [*fine, "logger.tensorboard.subdir=logs/tb"]))
+
+
+def test_every_name_the_run_writes_is_refused_as_a_logger_path(tmp_path):
+    from zoo import finetune, job_status, loggers, rundir, training
+
+    written = [
+        *rundir.RESULTS,
+        *rundir.SWEEP_RESULTS,
+        *rundir.SCAFFOLDING,
+        rundir.LOCK,
+        rundir.lock_name(3),
+        training.RUN_CONFIG,
+        finetune.INIT_REPORT,
+        job_status.STATUS,
+        job_status.TRACEBACK,
+        loggers.RUN_IDS,
+        "profile",  # trainer.profile_chunks
+        "wandb",  # logger=wandb's own folder
+        "train.log",  # Hydra's job log
+    ]
+    assert [name for name in written if run_path_problem(name) is None] == []
+
+
+def test_a_csv_table_in_a_subfolder_creates_it(tmp_path):
+    cfg = compose_config("train", ["logger=csv", "logger.csv.filename=logs/run/m.csv"])
+    (logger,) = open_loggers(cfg, tmp_path)
+    logger.log({"step": 2, "train_loss": 0.5})
+    logger.close("FINISHED", [])
+    assert (tmp_path / "logs" / "run" / "m.csv").read_text() == "step,train_loss\n2,0.5\n"
+
+
+def test_a_logger_that_cannot_write_is_refused_before_the_run_writes_anything(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # the default MLflow store is mlruns/ where the run started
+    (tmp_path / "mlruns").write_text("not the store")
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "elsewhere").mkdir()
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "tb").write_text("a file where the event files' folder goes")
+    (run_dir / "out").symlink_to(tmp_path / "elsewhere")  # a link out of the run directory
+    blocked = {
+        "logger=mlflow": f"logger.mlflow.tracking_uri=null (the local store): {tmp_path}/mlruns "
+        "is a file",
+        f"logger=mlflow logger.mlflow.tracking_uri=sqlite:///{tmp_path}/afile/x.db": (
+            f"lies under the file {tmp_path}/afile"
+        ),
+        f"logger=mlflow logger.mlflow.tracking_uri={tmp_path}/afile": f"{tmp_path}/afile is a file",
+        "logger=tensorboard logger.tensorboard.subdir=tb": f"{run_dir}/tb is a file",
+        "logger=csv logger.csv.filename=out/m.csv": "leads out of the run directory",
+        f"logger=mlflow logger.mlflow.tracking_uri=sqlite:///{run_dir}/metrics.jsonl": (
+            "is in the run directory: the run itself writes 'metrics.jsonl' there"
+        ),
+    }
+    for overrides, fragment in blocked.items():
+        cfg = compose_config("train", [*overrides.split(), "debug=fast"])
+        with pytest.raises(ZooError) as caught:
+            train(cfg, run_dir)
+        assert fragment in str(caught.value), overrides
+    # nothing written: a plain run into the directory is not refused afterwards
+    assert sorted(p.name for p in run_dir.iterdir()) == ["out", "tb"]
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_a_logger_that_fails_to_start_leaves_nothing_that_refuses_the_next_run(
+    tmp_path, monkeypatch
+):
+    from zoo import loggers, rundir
+
+    def unreachable(self, settings, context, cfg, start):
+        raise ZooError("logger=mlflow: cannot reach http://tracking.example:5000")
+
+    monkeypatch.setattr(loggers.MLflow, "__init__", unreachable)  # a remote store, down
+    cfg = compose_config("train", ["logger=mlflow", "debug=fast", "trainer.checkpoints=true"])
+    with pytest.raises(ZooError, match="cannot reach"):
+        train(cfg, tmp_path)
+    assert rundir.earlier_results(tmp_path) == []  # a plain rerun is not refused

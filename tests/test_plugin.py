@@ -131,6 +131,9 @@ def test_the_wheel_holds_every_module_and_config_group(outside):
         for p in (ROOT / "configs").glob("**/*.yaml")
     }
     assert {"zoo/_configs/train.yaml", "zoo/_configs/eval.yaml"} <= want
+    # what experiment=finetune_digits starts from when given nothing
+    want |= {str(p.relative_to(ROOT)) for p in (ROOT / "zoo" / "recipes").rglob("*") if p.is_file()}
+    assert "zoo/recipes/finetune_digits/parity.npz" in want
     assert want <= names, f"missing from the wheel: {sorted(want - names)}"
     assert "hydra_plugins/__init__.py" not in names  # a namespace other plugins share
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))

@@ -16,6 +16,17 @@ def test_list_models_includes_deep_nested_and_filters_with_wildcards():
     assert zoo.list_models("nothing*") == []
 
 
+def test_list_models_takes_lists_of_patterns_and_exclusions_as_timm_does():
+    # timm: list_models(filter='', ..., exclude_filters='') with a pattern or a list for each
+    assert zoo.list_models(["deep*", "*former", "nothing*"]) == ["deep_nested", "transformer"]
+    assert zoo.list_models(filter="*", exclude_filters="*former") == [
+        n for n in zoo.list_models() if not n.endswith("former")
+    ]
+    kept = zoo.list_models(["deep*", "mlp", "transformer"], exclude_filters=["m*", "t*"])
+    assert kept == ["deep_nested"]
+    assert zoo.list_models("", exclude_filters=()) == zoo.list_models()  # empty: every name
+
+
 def test_create_model_builds_the_registered_class_with_kwargs():
     model = zoo.create_model("deep_nested", in_features=3, hidden=5, depth=2, rngs=nnx.Rngs(0))
     assert isinstance(model, OuterModule)

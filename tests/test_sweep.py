@@ -1,7 +1,13 @@
 """Sweeps (`train.py -m`): a directory per job, and a table of each job's overrides and metrics."""
 
+import contextlib
 import csv
+import gc
+import io
 import json
+import os
+import sys
+from pathlib import Path
 
 import pytest
 from conftest import CONFIGS, run_script
@@ -9,6 +15,8 @@ from hydra import compose, initialize_config_dir
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
+from zoo import cli, rundir
+from zoo.job_status import read_status
 from zoo.plots import _job_labels
 from zoo.sweep import SweepSummary, collect, format_table, summarize
 
@@ -53,6 +61,32 @@ def test_submitit_local_sweep_leaves_a_dir_per_job_and_a_summary(tmp_path):
     assert printed[3].split()[:3] == ["1", "2", "0.001"]
     assert f"{float(rows[1]['val_loss']):.6g}" in printed[3]
     assert f"sweep plot: {sweep / 'sweep.png'}" in result.stdout and (sweep / "sweep.png").is_file()
+
+
+def sweep_in_process(sweep_dir: Path, *overrides: str) -> tuple[object, str]:
+    """`zoo-train -m <overrides> hydra.sweep.dir=<sweep_dir>` in this process (what zoo-train
+    runs short of ending the process, so a test can patch it): the exit code and stderr.
+    Hydra's logging is left as it is."""
+    argv = ["train.py", "-m", *overrides, f"hydra.sweep.dir={sweep_dir}"]
+    argv += ["hydra/job_logging=none", "hydra/hydra_logging=none"]
+    err = io.StringIO()
+    old_argv, sys.argv = sys.argv, argv
+    full_errors = os.environ.pop("HYDRA_FULL_ERROR", None)  # the one-line behaviour is tested
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = cli.train_app()
+    finally:
+        sys.argv = old_argv
+        if full_errors is not None:
+            os.environ["HYDRA_FULL_ERROR"] = full_errors
+        gc.unfreeze()  # the app freezes the heap for a process about to end
+        rundir.release(Path(sweep_dir), rundir.LOCK)  # held still by a sweep that stopped
+    return code, err.getvalue()
+
+
+def summary_rows(sweep_dir: Path) -> list[dict]:
+    with open(sweep_dir / "summary.csv") as f:
+        return list(csv.DictReader(f))
 
 
 def write_job(job_dir, overrides, metrics_lines):
@@ -162,6 +196,75 @@ def test_a_job_of_a_sweep_records_a_user_error_and_returns_no_value(tmp_path, ca
         "error": "model.depth=0 is invalid: must be an integer >= 1",
     }
     assert capsys.readouterr().err == "error: model.depth=0 is invalid: must be an integer >= 1\n"
+
+
+def test_an_unexpected_error_fails_its_job_with_one_line_and_keeps_the_traceback(tmp_path, capsys):
+    from zoo.errors import RunStopped
+    from zoo.job_status import TRACEBACK, run_recorded
+
+    def bug():
+        raise KeyError("no such thing")
+
+    assert run_recorded(tmp_path, bug) is None
+    kept = tmp_path / TRACEBACK
+    line = f"unexpected KeyError: 'no such thing' (traceback: {kept})"
+    assert read_status(tmp_path) == {"status": "failed", "error": line}
+    assert capsys.readouterr().err == f"error: {line}\n"
+    assert kept.read_text().startswith("Traceback (most recent call last):")
+    assert kept.read_text().endswith("KeyError: 'no such thing'\n")
+
+    def stopped():
+        raise RunStopped("SIGTERM at step 5: ...")
+
+    with pytest.raises(RunStopped):  # a stop request ends the sweep: not a failed job
+        run_recorded(tmp_path / "other", stopped)
+
+
+def test_a_sweep_goes_on_past_a_job_that_failed_unexpectedly_and_its_exit_status_says_so(
+    tmp_path, monkeypatch
+):
+    from zoo import training
+
+    real = training.train
+
+    def train_unless_seed_1(cfg, run_dir):
+        if cfg.seed == 1:
+            raise RuntimeError("an unexpected bug\nwith a second line")
+        return real(cfg, run_dir)
+
+    monkeypatch.setattr(training, "train", train_unless_seed_1)
+    sweep = tmp_path / "sweep"
+    code, stderr = sweep_in_process(sweep, "seed=1,0", "debug=fast")
+    assert code == 2, stderr
+    rows = summary_rows(sweep)
+    assert [(r["seed"], r["status"]) for r in rows] == [("1", "failed"), ("0", "ok")]
+    kept = sweep / "0" / "traceback.txt"
+    assert rows[0]["error"] == f"unexpected RuntimeError: an unexpected bug (traceback: {kept})"
+    assert "RuntimeError: an unexpected bug" in kept.read_text()
+    assert rows[1]["val_loss"] != "" and (sweep / "1" / "model" / "model.safetensors").is_file()
+    assert "Traceback" not in stderr
+    assert stderr.splitlines() == [
+        f"error: {rows[0]['error']}",
+        "error: 1 of 2 jobs failed: 0 (failed)",
+    ]
+    assert (sweep / "sweep.png").is_file()
+
+
+def test_sigterm_while_a_job_finishes_ends_the_sweep_after_that_job_with_143(tmp_path, monkeypatch):
+    from test_long_runs import sigterm_during
+
+    sigterm_during(monkeypatch, 4)  # the last dispatch of the first job (debug=fast: 2, 4)
+    sweep = tmp_path / "sweep"
+    code, stderr = sweep_in_process(sweep, "seed=0,1", "debug=fast")
+    assert code == 143, stderr
+    assert stderr.splitlines()[-1] == (
+        "stopped: SIGTERM during the end of job 0: the job finished, the sweep stops before the "
+        "next one; run the rest with trainer.resume=true and the same hydra.sweep.dir"
+    )
+    assert read_status(sweep / "0") == {"status": "ok"}  # the job finished whole
+    assert (sweep / "0" / "model" / "model.safetensors").is_file()
+    assert [(r["job"], r["status"], r["step"]) for r in summary_rows(sweep)] == [("0", "ok", "4")]
+    assert not (sweep / "1").exists()  # the next job never started
 
 
 def test_hparams_search_runs_optuna_trials_past_a_failed_one_and_reports_the_best(tmp_path):

@@ -33,11 +33,11 @@ def compose(overrides: Sequence[str] = (), app: str = "train") -> DictConfig:
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=app):
             cfg = hydra_compose(config_name=app, overrides=list(overrides))
-    except (HydraException, OmegaConfBaseException) as err:
+    except (HydraException, OmegaConfBaseException, ValueError) as err:  # ValueError: logger=null
         from zoo.cli import one_line
 
         cause = f"\n{err.__cause__}" if err.__cause__ else ""
-        raise ZooError(one_line(f"{err}{cause}")) from None
+        raise ZooError(one_line(f"{err}{cause}", overrides)) from None
     validate(cfg, app)
     return cfg
 
@@ -47,13 +47,14 @@ def train(
 ) -> dict[str, float]:
     """Train as `zoo-train` does, from overrides (`["model=mlp", "seed=3"]`) or a composed config,
     into `run_dir`; return the last logged metrics. The directory gets the run's resolved
-    `config.yaml`, so `zoo-eval run_dir=...` works on it."""
-    from zoo.config import validate
+    `config.yaml`, so `zoo-eval run_dir=...` works on it. A composed config may hold Hydra's own
+    `hydra` node (`compose(..., return_hydra_config=True)`): it is ignored."""
+    from zoo.config import validate, without_hydra
     from zoo.training import train as train_run
 
     if isinstance(config, DictConfig):
         validate(config, "train")
-        cfg = config
+        cfg = without_hydra(config)
     else:
         cfg = compose(config, "train")
     Path(run_dir).mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from zoo.errors import RunStopped, ZooError
@@ -23,6 +23,8 @@ logging.getLogger("absl").setLevel(logging.WARNING)
 # Alembic (under Optuna and MLflow's stores) logs its plugins and migrations at INFO.
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
+# Hydra's words (a ValueError with a traceback) for a group set to null on the command line
+NULL_GROUP = "Config group override must be a string or a list"
 _held: list[tuple[Any, io.StringIO]] = []  # (real stderr, what Hydra wrote before the job)
 
 
@@ -39,11 +41,14 @@ def _release_stderr() -> str:
     return held.getvalue()
 
 
-def one_line(hydra_message: str) -> str:
-    """Hydra's multi-line composition error as one line: what is wrong, and the valid options."""
+def one_line(hydra_message: str, overrides: Sequence[str] = ()) -> str:
+    """Hydra's multi-line composition error as one line: what is wrong, and the valid options.
+    `overrides`: the command line's, to name the one a traceback from Hydra is about."""
     zoo_errors = [line for line in hydra_message.splitlines() if line.startswith("error: ")]
     if zoo_errors:  # a job in another process (e.g. a submitit launcher) failed on a bad value
         return zoo_errors[-1].removeprefix("error: ")
+    if "Traceback (most recent call last):" in hydra_message or NULL_GROUP in hydra_message:
+        return _traceback_line(hydra_message, overrides)
     refused = re.search(r"Could not override '([\w.]+)'.*?not in '(\w+)'", hydra_message, re.S)
     if refused and "Key '" in hydra_message:  # a key no schema declares
         from zoo.config import unknown_key
@@ -70,6 +75,25 @@ def one_line(hydra_message: str) -> str:
     if "Could not find 'hydra/sweeper/optuna'" in text:  # hparams_search=... needs the extra
         text += "; pip install 'zoo[optuna]' (make install includes it)"
     return text
+
+
+def _traceback_line(message: str, overrides: Sequence[str]) -> str:
+    """The exception a traceback ends with, as one line (Hydra prints a whole traceback for an
+    error that is not one of its own, e.g. a group set to null)."""
+    raised = [
+        line
+        for line in message.splitlines()
+        if re.match(r"[A-Za-z_][\w.]*(Error|Exception): ", line)
+    ]
+    text = raised[-1] if raised else message.strip().splitlines()[-1]
+    if NULL_GROUP in text:
+        groups = [o.partition("=")[0] for o in overrides if re.fullmatch(r"[\w/]+=null", o)]
+        group = groups[0] if groups else "<group>"
+        return (
+            f"{group}=null: a config group cannot be set to null on the command line; leave it "
+            f"out (its default), or remove the option a config chose with ~{group}"
+        )
+    return text[:500]
 
 
 def use_compilation_cache() -> None:
@@ -112,7 +136,7 @@ def _run_hydra_app(hydra_main: Callable[[], Any]) -> None:
         except SystemExit as exit_:
             held = _release_stderr()
             if exit_.code not in (0, None) and held:
-                print(f"error: {one_line(held)}", file=sys.stderr)
+                print(f"error: {one_line(held, sys.argv[1:])}", file=sys.stderr)
                 sys.exit(2)
             sys.stderr.write(held)
             raise
@@ -172,9 +196,9 @@ def _train_task(cfg: Any) -> float | None:
 
     run_dir = HydraConfig.get().runtime.output_dir
     if HydraConfig.get().mode == RunMode.MULTIRUN:  # a failed job must not end the sweep
-        from zoo.job_status import run_recorded
+        from zoo.sweep import run_job
 
-        return run_recorded(run_dir, lambda: _train(cfg, run_dir))
+        return run_job(run_dir, lambda: _train(cfg, run_dir))
     return _train(cfg, run_dir)
 
 

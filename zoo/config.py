@@ -7,13 +7,14 @@ Kept free of JAX imports: the Hydra plugin imports this module at every Hydra ap
 from __future__ import annotations
 
 import contextlib
+import copy
 import difflib
 from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import InterpolationResolutionError
 
 from zoo import declarations as decl
@@ -23,6 +24,7 @@ from zoo.errors import ZooError
 MODEL_TARGET = "zoo.create_model"
 GROUPS = ("model", "data", "optim")  # one option each, chosen by `<group>=<name>`
 EVAL_MODES = ("compare", "summary", "inspect", "diff")
+HYDRA_NODE = "hydra"  # Hydra's settings, in a config composed with return_hydra_config=True
 
 
 @declare("app", "trainer")
@@ -184,6 +186,12 @@ def config_dir() -> Path | None:
     return None
 
 
+def recipe_file(relative: str) -> str:
+    """The absolute path of a file the zoo ships for its recipes (`zoo/recipes/<relative>`),
+    wherever it is installed: `${zoo.recipe_file:finetune_digits/parity.npz}` in a config."""
+    return str(Path(__file__).resolve().parent / "recipes" / relative)
+
+
 def load_declarations() -> None:
     """Import the zoo's own declarations of the model, data, optim groups (no JAX)."""
     import zoo.data_settings  # noqa: F401  (each of these declares its group's options)
@@ -226,6 +234,7 @@ def register_configs() -> None:
     register_resolvers()  # ${zoo.unique:} in the run directory's name
 
     OmegaConf.register_new_resolver("zoo_settings", settings_help, replace=True)
+    OmegaConf.register_new_resolver("zoo.recipe_file", recipe_file, replace=True)
     models = configurable_models()
     options = (tuple((g, tuple(decl.declared(g))) for g in STORED_GROUPS), tuple(models))
     if options == _registered:  # zoo-train registers, then Hydra's plugin asks again
@@ -278,9 +287,12 @@ def settings_help(_root_: DictConfig) -> str:
 def validate(cfg: DictConfig, app: str | None = None) -> None:
     """Check a composed config before any JAX work: every key is one a declaration knows (else
     ZooError naming it and the closest valid key), then every value is allowed. `app` (train or
-    eval) defaults to the app whose schema composed `cfg`, else train."""
+    eval) defaults to the app whose schema composed `cfg`, else train. Hydra's own `hydra` node
+    (a config composed with `return_hydra_config=True`) is left alone."""
     app = app or getattr(OmegaConf.get_type(cfg), "zoo_name", "train")
     for section in cfg:
+        if section == HYDRA_NODE:  # compose(..., return_hydra_config=True): Hydra's, not ours
+            continue
         if section not in _top_keys(app):
             raise ZooError(_unknown(str(section), _top_keys(app)))
     for s, value in _app_values(cfg, app):
@@ -303,6 +315,17 @@ def validate(cfg: DictConfig, app: str | None = None) -> None:
         from zoo.optim_settings import check_against_trainer
 
         check_against_trainer(cfg.optim, cfg.trainer)
+
+
+def without_hydra(cfg: DictConfig) -> DictConfig:
+    """`cfg` without Hydra's own `hydra` node (a copy; `cfg` itself when it has none): what a run
+    keeps in config.yaml and hands its loggers is the zoo's config only."""
+    if HYDRA_NODE not in cfg:
+        return cfg
+    cfg = copy.deepcopy(cfg)
+    with open_dict(cfg):
+        del cfg[HYDRA_NODE]
+    return cfg
 
 
 def _top_keys(app: str) -> list[str]:
@@ -414,3 +437,6 @@ def _check_loggers(node: Any) -> None:
             raise ZooError(_unknown(str(name), list(loggers), "logger."))
         cls = loggers[str(name)]
         _check_node(node[name], f"logger.{name}", decl.settings_of(cls), cls)
+    from zoo.logger_settings import check_destinations
+
+    check_destinations(OmegaConf.to_container(node, resolve=True))

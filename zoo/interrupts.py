@@ -20,6 +20,16 @@ from zoo.errors import RunStopped
 log = logging.getLogger(__name__)
 
 NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "Ctrl-C (SIGINT)"}
+_unanswered: list[int] = []  # a signal a run got too late to stop for (see take_unanswered)
+
+
+def take_unanswered() -> int | None:
+    """The signal the last run received but did not stop for, because it came during its last
+    dispatch or final save and the run finished instead (None: none); asking clears it. A sweep
+    asks after each job, and stops there."""
+    signum = _unanswered[-1] if _unanswered else None
+    _unanswered.clear()
+    return signum
 
 
 class StopRequest:
@@ -69,7 +79,10 @@ class StopRequest:
                 self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        _unanswered.clear()
+        if self.signum is not None and not (exc_type and issubclass(exc_type, RunStopped)):
+            _unanswered.append(self.signum)  # the run ended without stopping for it
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
         self._previous.clear()

@@ -8,15 +8,18 @@ command's exit status can tell (whichever launcher ran the jobs, in whichever pr
 from __future__ import annotations
 
 import json
+import os
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import Diverged, ZooError
+from zoo.errors import Diverged, RunStopped, ZooError
 from zoo.files import write_atomically
 
 STATUS = "status.json"
+TRACEBACK = "traceback.txt"  # the whole traceback of a job that failed with an unexpected error
 OK, DIVERGED, FAILED = "ok", "diverged", "failed"
 
 
@@ -40,12 +43,28 @@ def run_recorded(job_dir: str | Path, task: Callable[[], Any]) -> Any:
     """Run one sweep job's `task` and record how it ended. A ZooError (a bad value, a diverged
     run) is reported as its `error:` line and the job returns None, so the sweep goes on: Hydra's
     basic sweeper ignores the value, and the Optuna sweeper records a trial without a number as
-    failed (a nan would crash it: it tells Optuna a failed trial's value)."""
+    failed (a nan would crash it: it tells Optuna a failed trial's value).
+
+    Any other exception (a bug) fails the job the same way, its traceback kept in the job's
+    `traceback.txt` (HYDRA_FULL_ERROR=1 raises it instead). A stop request (RunStopped) and
+    Ctrl-C are not failures of the job: they end the sweep."""
     try:
         value = task()
     except ZooError as err:
         write_status(job_dir, DIVERGED if isinstance(err, Diverged) else FAILED, str(err))
         print(f"error: {err}", file=sys.stderr, flush=True)
+        return None
+    except RunStopped:
+        raise
+    except Exception as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        kept = Path(job_dir) / TRACEBACK
+        write_atomically(kept, traceback.format_exc())
+        first = (str(err).strip().splitlines() or [""])[0][:300]
+        line = f"unexpected {type(err).__name__}{': ' + first if first else ''} (traceback: {kept})"
+        write_status(job_dir, FAILED, line)
+        print(f"error: {line}", file=sys.stderr, flush=True)
         return None
     write_status(job_dir, OK)
     return value

@@ -3,7 +3,9 @@ client: TensorBoard (tensorboardX), a CSV table, MLflow and Weights & Biases.
 
 `open_loggers(cfg, run_dir, start)` opens those `cfg.logger` names; each then takes every log
 point's record (`log`) and, at the end, `close(status, artifacts)`. A library is imported only
-when its logger is chosen, so a run without loggers pays nothing for them.
+when its logger is chosen, so a run without loggers pays nothing for them. `check_loggers(cfg,
+run_dir)` finds what would stop a logger from writing where it is told (a file where its folder
+goes, a store under a file) before the run writes anything.
 
 A run started by Hydra finds where it was started and which sweep it belongs to in its
 `.hydra/hydra.yaml` (written by Hydra before the job runs, by whichever launcher): a sweep's jobs
@@ -29,6 +31,7 @@ from omegaconf.errors import OmegaConfBaseException
 from zoo.errors import RunStopped, ZooError
 from zoo.files import write_atomically
 from zoo.job_status import sweep_dir_of
+from zoo.logger_settings import run_path_problem
 from zoo.metrics import read_metrics
 from zoo.untrusted import load_yaml
 
@@ -133,7 +136,8 @@ class TensorBoard:
         except ImportError:
             raise _missing("tensorboard", "tensorboardX") from None
         log_dir = context.run_dir / settings.subdir
-        self.writer = SummaryWriter(logdir=str(log_dir))
+        with _writing("tensorboard"):
+            self.writer = SummaryWriter(logdir=str(log_dir))
         log.info("TensorBoard events in %s (tensorboard --logdir %s)", log_dir, log_dir)
 
     def log(self, record: dict[str, float]) -> None:
@@ -154,7 +158,9 @@ class CSV:
         self.path = context.run_dir / settings.filename
         self.rows = read_metrics(context.run_dir / "metrics.jsonl")
         self.columns: list[str] = []
-        self._rewrite()
+        with _writing("csv"):
+            self.path.parent.mkdir(parents=True, exist_ok=True)  # a/b.csv: in folder a/
+            self._rewrite()
 
     def _rewrite(self) -> None:
         self.columns = list(dict.fromkeys(["step", *(k for row in self.rows for k in row)]))
@@ -205,7 +211,8 @@ class MLflow:
         uri, artifacts = settings.tracking_uri, None
         if uri is None:
             store = context.start_dir / "mlruns"
-            store.mkdir(exist_ok=True)
+            with _writing("mlflow"):
+                store.mkdir(exist_ok=True)
             uri, artifacts = default_mlflow_uri(context.start_dir), (store / "artifacts").as_uri()
         with _store_lock(context.start_dir if settings.tracking_uri is None else None):
             self.client = MlflowClient(uri)  # creates a new store's tables
@@ -307,6 +314,103 @@ class Wandb:
 
     def close(self, status: str, artifacts: Sequence[Path]) -> None:
         self.run.finish(exit_code=0 if status == FINISHED else 1)
+
+
+@contextmanager
+def _writing(logger: str) -> Iterator[None]:
+    """A file the logger cannot write (a permission, a full disk) as one ZooError."""
+    try:
+        yield
+    except OSError as err:
+        where = f" {err.filename}" if err.filename else ""
+        raise ZooError(f"logger={logger} cannot write{where}: {err.strerror or err}") from None
+
+
+# --- before the run writes anything -------------------------------------------------------------
+
+
+def _blocked(path: Path, folder: bool) -> str | None:
+    """Why `path` cannot become a file (or with `folder`, a folder): what is in its way."""
+    if path.exists() and path.is_dir() != folder:
+        return f"{path} is a {'file' if folder else 'folder'}"
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                return f"{path} lies under the file {parent}"
+            if not os.access(parent, os.W_OK | os.X_OK):
+                return f"{parent} cannot be written"
+            return None
+    return None
+
+
+def _inside(path: Path, run_dir: Path) -> bool:
+    """Whether `path` stays in `run_dir` once links are followed (a link the user made there
+    could lead a logger's file into another run)."""
+    return path.resolve().is_relative_to(run_dir.resolve())
+
+
+def _on_run_files(store: Path, run_dir: Path) -> str | None:
+    """Why a store given by URI would land on what the run writes itself (None: it would not)."""
+    store = Path(os.path.abspath(store))
+    if not store.is_relative_to(run_dir):
+        return None
+    relative = store.relative_to(run_dir).as_posix()
+    if relative == ".":
+        return f"{store} is the run directory itself"
+    problem = run_path_problem(relative)
+    return None if problem is None else f"{store} is in the run directory: {problem}"
+
+
+def local_mlflow_store(uri: str | None, start_dir: Path) -> Path | None:
+    """The folder (a file store) or database file (sqlite) MLflow writes for `uri` on this
+    machine: `<start_dir>/mlruns` for null; None for a remote store (http, databricks, ...)."""
+    if uri is None:
+        return start_dir / "mlruns"
+    if uri.startswith("sqlite:///"):
+        return start_dir / uri.removeprefix("sqlite:///")  # an absolute path stays as it is
+    if uri.startswith("file:"):
+        from urllib.parse import unquote, urlparse
+
+        return start_dir / unquote(urlparse(uri).path)
+    if "://" not in uri:  # a plain path: MLflow's file store
+        return start_dir / uri
+    return None
+
+
+def check_loggers(cfg: DictConfig, run_dir: str | os.PathLike) -> None:
+    """Raise a ZooError, one line, when a chosen logger could not write where it is told: the
+    CSV table or TensorBoard's folder blocked by a file, a folder or a link out of the run
+    directory; MLflow's local store (its folder or database) under a file or in a folder that
+    cannot be written. Run before the run writes anything, so a refused run leaves nothing behind
+    that would refuse the next one."""
+    chosen = cfg.get("logger") or {}
+    run_dir = Path(os.path.abspath(run_dir))
+    places = {
+        "csv": ("filename", False),
+        "tensorboard": ("subdir", True),
+        "wandb": (None, True),
+    }
+    for name, settings in chosen.items():
+        if name in places:
+            key, folder = places[name]
+            relative = settings[key] if key else "wandb"
+            path = run_dir / relative
+            problem = _blocked(path, folder)
+            if problem is None and not _inside(path, run_dir):
+                problem = f"{path} leads out of the run directory {run_dir}"
+            if problem:
+                setting = f"logger.{name}.{key}={relative}" if key else f"logger={name}"
+                raise ZooError(f"{setting}: {problem}")
+        elif name == "mlflow":
+            uri = settings.get("tracking_uri")
+            store = local_mlflow_store(uri, run_context(run_dir).start_dir)
+            database = uri is not None and uri.startswith("sqlite:")
+            problem = None if store is None else _blocked(store, folder=not database)
+            if problem is None and uri is not None and store is not None:
+                problem = _on_run_files(store, run_dir)
+            if problem:
+                what = "null (the local store)" if uri is None else uri
+                raise ZooError(f"logger.mlflow.tracking_uri={what}: {problem}")
 
 
 LOGGERS: dict[str, type] = {

@@ -116,11 +116,33 @@ def model_spec(model: Any) -> tuple[str, dict[str, Any]]:
     return name, dict(items)
 
 
-def list_models(pattern: str | None = None) -> list[str]:
-    """Sorted registered model names, optionally filtered by an fnmatch pattern like 'deep*'."""
+def list_models(
+    filter: str | Sequence[str] | None = "", *, exclude_filters: str | Sequence[str] = ()
+) -> list[str]:
+    """Sorted registered model names, as timm's `list_models` filters them.
+
+    Args:
+        filter: an fnmatch pattern (`"deep*"`) or a list of them: the names any one matches;
+            empty (or None): every name.
+        exclude_filters: a pattern or a list of them: the names any one matches are left out.
+
+    Returns:
+        The matching names, sorted.
+    """
     _load_entry_points()
     names = sorted(_MODELS)
-    return names if pattern is None else fnmatch.filter(names, pattern)
+    if filter:
+        chosen = _patterns(filter)
+        names = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in chosen)]
+    dropped = _patterns(exclude_filters)
+    return [n for n in names if not any(fnmatch.fnmatchcase(n, p) for p in dropped)]
+
+
+def _patterns(patterns: str | Sequence[str] | None) -> list[str]:
+    """One pattern or several as a list (empty patterns left out)."""
+    if isinstance(patterns, str):
+        return [patterns] if patterns else []
+    return [p for p in patterns or () if p]
 
 
 def get_model_class(name: str) -> Callable[..., Any]:

@@ -55,9 +55,21 @@ class Reporter:
         if self.config is not None and self.config.get("logger") and self.run_dir is not None:
             from zoo.loggers import open_loggers  # only for a run that chose loggers
 
-            self.loggers = open_loggers(self.config, self.run_dir, self.start)
+            try:
+                self.loggers = open_loggers(self.config, self.run_dir, self.start)
+            except Exception:
+                self._forget_empty_record()
+                raise
         self.progress.__enter__()
         return self
+
+    def _forget_empty_record(self) -> None:
+        """A logger that cannot start (an unreachable server, no account) stops a fresh run
+        before its first record: the empty metrics.jsonl it began must not make the next run
+        into this directory look like the continuation of an earlier one."""
+        record = self.run_dir / "metrics.jsonl"
+        if self.start == 0 and record.is_file() and record.stat().st_size == 0:
+            record.unlink()
 
     def __call__(self, record: dict[str, float]) -> None:
         self.progress.update(record)

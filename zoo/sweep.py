@@ -13,6 +13,7 @@ import csv
 import io
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,36 @@ from omegaconf import DictConfig, OmegaConf
 
 from zoo.errors import ZooError
 from zoo.files import write_atomically
-from zoo.job_status import failures, read_status, sweep_dir_of
+from zoo.job_status import failures, read_status, run_recorded, sweep_dir_of
 from zoo.metrics import natural_key, read_metrics
 from zoo.untrusted import load_yaml
 
 SUMMARY = "summary.csv"
+
+
+def run_job(job_dir: str | os.PathLike, task: Callable[[], Any]) -> Any:
+    """Run one job of a sweep (zoo.job_status.run_recorded: a failed job does not end the
+    sweep), then end the sweep with RunStopped if a SIGTERM or Ctrl-C came while the job was
+    finishing (its last dispatch, its final save): the job is done and recorded, and the next
+    one does not start."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from zoo.errors import RunStopped
+    from zoo.interrupts import NAMES, take_unanswered
+
+    take_unanswered()  # only what reaches this job counts
+    value = run_recorded(job_dir, task)
+    signum = take_unanswered()
+    if signum is not None:
+        sweep_dir = sweep_dir_of(job_dir, str(HydraConfig.get().sweep.subdir))
+        summarize(sweep_dir)  # Hydra's end-of-job callbacks do not run after this
+        raise RunStopped(
+            f"{NAMES[signum]} during the end of job {Path(job_dir).relative_to(sweep_dir)}: the "
+            "job finished, the sweep stops before the next one; run the rest with "
+            "trainer.resume=true and the same hydra.sweep.dir",
+            exit_code=128 + signum,
+        )
+    return value
 
 
 def collect(sweep_dir: Path) -> list[dict[str, Any]]:

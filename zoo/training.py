@@ -46,6 +46,10 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
     from zoo.reporting import Reporter
 
     run_dir, trainer = Path(run_dir), cfg.trainer
+    if cfg.get("logger"):  # a logger that cannot write is refused before anything is written
+        from zoo.loggers import check_loggers
+
+        check_loggers(cfg, run_dir)
     run = build_run(cfg)
     monitor = Monitor.from_config(trainer)  # best/ and early stopping
     monitor.check_logged(logged_metrics(run))
