@@ -110,6 +110,13 @@ def test_checkpoints_every_ckpt_every_steps_and_at_the_end_keeping_the_newest(tm
     assert [r["step"] for r in records(tmp_path)] == [5, 10, 15, 20, 25, 30, 35, 40]
 
 
+def test_an_explicit_ckpt_every_saves_at_every_multiple_without_waiting_for_the_clock(tmp_path):
+    # SHORT_RUN without ckpt_every_seconds: the default 300 s gate would leave only the last save
+    overrides = [o for o in SHORT_RUN if "ckpt_every" not in o]
+    train_in_process(tmp_path, *overrides, "trainer.steps=20", "trainer.ckpt_every=10")
+    assert complete_steps(tmp_path) == [10, 20]
+
+
 def test_a_checkpoint_holds_the_whole_train_state(short_run):
     state = restore_latest(short_run)
     assert int(state.step) == 40

@@ -24,12 +24,18 @@ from omegaconf import DictConfig, OmegaConf
 from zoo.errors import ZooError
 from zoo.files import write_atomically
 from zoo.metrics import parse_records
+from zoo.savepoints import DEFAULT_EVERY_STEPS
 
 log = logging.getLogger(__name__)
 
 PARTIAL_MARK = ".orbax-checkpoint-tmp"
 # Keys whose change on resume is expected (a longer run) or harmless; others get a warning.
-RESUMABLE_CHANGES = {"trainer.resume", "trainer.steps", "trainer.keep_checkpoints"}
+RESUMABLE_CHANGES = {
+    "trainer.resume",
+    "trainer.steps",
+    "trainer.keep_checkpoints",
+    "trainer.ckpt_every_seconds",  # when to save, never where the steps split
+}
 
 
 # --- the state as orbax sees it ----------------------------------------------------------------
@@ -242,7 +248,19 @@ def _changes(saved: Any, current: Any, *, new_keys: bool = False) -> list[str]:
         resumable = resumable - {"trainer.steps"}
     keys = sorted((old.keys() | (new.keys() if new_keys else set())) - resumable)
     keys = [k for k in keys if not k.startswith("init.")]  # a resume's weights: the checkpoint's
-    return [f"{k}: {old.get(k, '(new)')} -> {new.get(k)}" for k in keys if old.get(k) != new.get(k)]
+    return [
+        f"{k}: {old.get(k, '(new)')} -> {new.get(k)}"
+        for k in keys
+        if _effective(k, old.get(k)) != _effective(k, new.get(k))
+    ]
+
+
+def _effective(key: str, value: Any) -> Any:
+    """`value` as the run uses it: a null `trainer.ckpt_every` is the default step interval, the
+    500 a checkpoint of a run from before null existed holds."""
+    if key == "trainer.ckpt_every" and value is None:
+        return DEFAULT_EVERY_STEPS
+    return value
 
 
 def _first_line(err: BaseException) -> str:

@@ -67,8 +67,8 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
     ):
         state, record = starting_point(run, cfg, run_dir, ckpts, monitor, metrics_path)
         start = int(state.step)
-        saves = SaveSchedule(trainer.ckpt_every, trainer.ckpt_every_seconds)
-        points = log_points(run.steps, run.log_every, run.eval_every, trainer.ckpt_every)
+        saves = SaveSchedule.from_settings(trainer.ckpt_every, trainer.ckpt_every_seconds)
+        points = log_points(run.steps, run.log_every, run.eval_every, saves.every_steps)
         if monitor.exhausted:  # the run stopped early before: nothing left to train
             log.info(monitor.stop_message(start))
             points = []
