@@ -4,6 +4,7 @@ library in-process."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -203,6 +204,71 @@ def test_an_interrupted_save_is_never_resumed_from_and_is_removed(tmp_path, shor
     assert records(run_dir) == records(short_run)
 
 
+# --- one run per checkpoint directory ----------------------------------------------------------
+
+
+def locked_by_another(lock: Path) -> bool:
+    """Whether a process other than the caller's descriptor holds `lock` (flock locks open
+    files, so a descriptor of this process's own counts as another holder)."""
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def test_a_run_locks_its_default_checkpoint_directory_while_it_trains(tmp_path, monkeypatch):
+    held = []
+    report = reporting.Reporter.__call__
+
+    def look_at_the_lock(self, record):
+        report(self, record)
+        held.append(locked_by_another(tmp_path / "checkpoints" / ".lock.0"))
+
+    monkeypatch.setattr(reporting.Reporter, "__call__", look_at_the_lock)
+    train_in_process(tmp_path, *short_run_with("trainer.steps=10"))
+    assert held == [True, True]
+    assert not locked_by_another(tmp_path / "checkpoints" / ".lock.0")  # released at the end
+
+
+def test_a_run_pointed_at_another_runs_checkpoints_is_refused_and_changes_nothing(
+    tmp_path, short_run
+):
+    run_a = copy_run(short_run, tmp_path)
+    before = {p: p.stat().st_mtime_ns for p in (run_a / "checkpoints").rglob("*")}
+    for ckpt_dir in (run_a / "checkpoints", run_a, run_a / "checkpoints" / "sub"):
+        with pytest.raises(
+            ZooError,
+            match=f"trainer.ckpt_dir={ckpt_dir} lies in the directory of another run \\({run_a}\\)",
+        ):
+            train_in_process(
+                tmp_path / "b",
+                *short_run_with("trainer.steps=60", "trainer.resume=true", "seed=7"),
+                f"trainer.ckpt_dir={ckpt_dir}",
+            )
+    assert {p: p.stat().st_mtime_ns for p in (run_a / "checkpoints").rglob("*")} == before
+    assert complete_steps(run_a) == [20, 40]
+
+
+def test_a_shared_checkpoint_directory_in_use_is_refused_and_its_save_in_progress_kept(tmp_path):
+    shared = tmp_path / "shared"
+    in_progress = shared / f"9600{PARTIAL_MARK}"
+    in_progress.mkdir(parents=True)
+    fd = os.open(shared / ".lock.0", os.O_RDWR | os.O_CREAT)  # another run's process 0
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with pytest.raises(ZooError, match=f"trainer.ckpt_dir={shared} is in use by another run"):
+            train_in_process(
+                tmp_path / "b", *SHORT_RUN, "trainer.resume=true", f"trainer.ckpt_dir={shared}"
+            )
+    finally:
+        os.close(fd)
+    assert in_progress.is_dir()
+
+
 # --- bad files ---------------------------------------------------------------------------------
 
 
@@ -269,7 +335,7 @@ def test_a_garbled_metrics_line_is_a_clear_error(tmp_path):
 
 def test_a_checkpoint_directory_that_is_a_file_is_a_clear_error(tmp_path):
     (tmp_path / "checkpoints").write_text("not a directory")
-    with pytest.raises(ZooError, match="checkpoints: cannot hold checkpoints"):
+    with pytest.raises(ZooError, match="checkpoints: is a file, not a directory"):
         train_in_process(tmp_path, *SHORT_RUN)
 
 
@@ -487,8 +553,24 @@ def test_ctrl_c_saves_at_the_current_step_exits_130_and_resumes_and_a_second_run
     proc.send_signal(signal.SIGSTOP)  # and keeps holding it while a second run tries
     try:
         second = run_script("train.py", f"hydra.run.dir={run_dir}", *SIGNAL_RUN, "seed=5")
+        # another run pointed at this run's checkpoints (issue 19): refused before it writes
+        third = run_script(
+            "train.py",
+            f"hydra.run.dir={tmp_path / 'third'}",
+            *SIGNAL_RUN,
+            f"trainer.ckpt_dir={run_dir / 'checkpoints'}",
+            "trainer.resume=true",
+            "seed=7",
+        )
     finally:
         proc.send_signal(signal.SIGCONT)
+    assert (third.returncode, third.stderr) == (
+        2,
+        f"error: trainer.ckpt_dir={run_dir / 'checkpoints'} lies in the directory of another run "
+        f"({run_dir}): its checkpoints are that run's; choose a directory of this run's own, or "
+        "continue that run with its own hydra.run.dir\n",
+    )
+    assert not (tmp_path / "third").exists()
     assert (second.returncode, second.stderr) == (
         2,
         f"error: hydra.run.dir={run_dir} is in use by another run ({lock.read_text().strip()}): "

@@ -43,6 +43,8 @@ RESULTS = ("metrics.jsonl", "model", "best", "checkpoints", "loss.png")
 SWEEP_RESULTS = ("summary.csv", "sweep.png")
 # What a run refused or failed before its first result leaves: removable if the run created it.
 SCAFFOLDING = (".hydra",)
+# A directory holding one of these is a run's (or a sweep's): `.lock` stays after the run.
+RUN_MARKS = (LOCK, "metrics.jsonl")
 
 # (rank, number of tasks): what SLURM and Open MPI tell each process of a launch.
 RANK_VARIABLES = (
@@ -119,7 +121,7 @@ def earlier_results(directory: Path) -> list[str]:
     for name in RESULTS:
         path = directory / name
         if name == "checkpoints":  # only a directory holding more than locks
-            if path.is_dir() and any(not p.name.startswith(LOCK) for p in path.iterdir()):
+            if path.is_dir() and not _only_locks(path):
                 found.append(name + "/")
         elif path.exists():
             found.append(name + "/" if path.is_dir() else name)
@@ -166,6 +168,24 @@ def make_directory(directory: Path, key: str = "hydra.run.dir") -> list[Path]:
     return missing
 
 
+def refuse_anothers_directory(ckpt_dir: Path, run_dir: Path) -> None:
+    """Raise a ZooError if `ckpt_dir` is, or lies in, the directory of another run (or sweep):
+    one holding a run's lock file or metrics that is not `run_dir` or a directory around it.
+    Such checkpoints are that run's: writing them would mix two runs' weights, and the keeping of
+    the newest would delete that run's own."""
+    ckpt_dir, run_dir = Path(os.path.realpath(ckpt_dir)), Path(os.path.realpath(run_dir))
+    ours = {run_dir, *run_dir.parents}
+    for directory in (ckpt_dir, *ckpt_dir.parents):
+        if directory in ours:
+            continue
+        if any((directory / mark).is_file() for mark in RUN_MARKS):
+            raise ZooError(
+                f"trainer.ckpt_dir={ckpt_dir} lies in the directory of another run ({directory}): "
+                "its checkpoints are that run's; choose a directory of this run's own, or "
+                "continue that run with its own hydra.run.dir"
+            )
+
+
 @contextmanager
 def owned(
     run_dir: Path,
@@ -174,9 +194,12 @@ def owned(
     resume: bool,
     process_index: int = 0,
 ) -> Iterator[None]:
-    """Hold `run_dir` (and a separate `ckpt_dir`, shared by a run's processes) for this process;
-    refuse a `run_dir` holding an earlier run's results unless `resume`. Process 0 owns the
-    results; the others only lock their own `.lock.<i>`."""
+    """Hold `run_dir` and the run's checkpoint directory `ckpt_dir` (the default
+    `<run_dir>/checkpoints` as well as a directory elsewhere, shared by a run's processes) for
+    this process; refuse a `run_dir` holding an earlier run's results unless `resume`, and a
+    `ckpt_dir` in another run's directory. Process 0 owns the results; the others only lock their
+    own `.lock.<i>`. Each process locks `<ckpt_dir>/.lock.<i>`, so a second run pointed at a
+    checkpoint directory in use is refused whichever setting chose it."""
     run_dir = Path(run_dir)
     make_directory(run_dir)
     name = lock_name(process_index)
@@ -185,6 +208,8 @@ def owned(
         if process_index == 0 and not resume:
             refuse_earlier_results(run_dir)
         if ckpt_dir is not None:
+            if process_index == 0:  # the others follow process 0 into the directory it checked
+                refuse_anothers_directory(ckpt_dir, run_dir)
             make_directory(ckpt_dir, "trainer.ckpt_dir")
             acquire(ckpt_dir, f"{LOCK}.{process_index}", "trainer.ckpt_dir")
         try:
@@ -209,10 +234,14 @@ def launch_rank(config: DictConfig) -> int | None:
     return None
 
 
+def _only_locks(directory: Path) -> bool:
+    return directory.is_dir() and all(p.name.startswith(LOCK) for p in directory.iterdir())
+
+
 def discard_if_unused() -> None:
     """Remove the run directory this process created, and the parents it created, when the run
-    ended (refused or failed) before writing any result: only Hydra's `.hydra/`, the lock and the
-    job's log are there. Anything else there keeps it."""
+    ended (refused or failed) before writing any result: only Hydra's `.hydra/`, the locks (a
+    `checkpoints/` of locks too) and the job's log are there. Anything else there keeps it."""
     if not _created:
         return
     run_dir, *parents = _created
@@ -226,6 +255,7 @@ def discard_if_unused() -> None:
             entry.name in SCAFFOLDING
             or entry.name.startswith(LOCK)
             or (entry.suffix == ".log" and entry.is_file())
+            or (entry.name == "checkpoints" and _only_locks(entry))
         )
         if not unused:
             return

@@ -56,7 +56,7 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
     with (
         rundir.owned(  # locked before anything is written; refused if it holds earlier results
             run_dir,
-            ckpt_dir if trainer.ckpt_dir else None,
+            ckpt_dir if trainer.checkpoints else None,  # whichever setting chose it
             resume=trainer.resume,
             process_index=jax.process_index(),
         ),
