@@ -204,6 +204,28 @@ def test_an_interrupted_save_is_never_resumed_from_and_is_removed(tmp_path, shor
     assert records(run_dir) == records(short_run)
 
 
+def test_a_killed_save_of_best_or_model_is_cleaned_up_at_the_next_start(tmp_path, short_run):
+    run_dir = copy_run(short_run, tmp_path)
+    shutil.rmtree(run_dir / "model")
+    # killed between save_pretrained's renames: best/ moved aside, its successor staged beside it
+    os.rename(run_dir / "best", run_dir / ".best.k2j4h6g8.old")
+    (run_dir / ".best.a1b2c3d4").mkdir()
+    (run_dir / ".best.a1b2c3d4" / "model.safetensors").write_bytes(b"half")
+    (run_dir / ".model.zz99yy_8").mkdir()
+    (run_dir / ".metrics.jsonl.q1w2e3r4.tmp").write_text('{"step": 5')
+    not_ours = [".best.notmine", ".best.a1b2c3d4.bak", ".model.a1b2", ".loss.png.tmp", ".notes"]
+    for name in not_ours:
+        (run_dir / name).mkdir()
+    train_in_process(run_dir, *SHORT_RUN, "trainer.resume=true")
+    assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".")) == sorted(
+        [".lock", *not_ours]
+    )
+    restored = load_file(str(run_dir / "best" / "model.safetensors"))
+    for key, value in load_file(str(short_run / "best" / "model.safetensors")).items():
+        np.testing.assert_array_equal(restored[key], value)
+    assert records(run_dir) == records(short_run)
+
+
 # --- one run per checkpoint directory ----------------------------------------------------------
 
 

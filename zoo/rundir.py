@@ -21,7 +21,9 @@ Kept free of JAX imports: Hydra builds its callbacks at every start of train.py.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
+import re
 import shutil
 import socket
 import sys
@@ -219,6 +221,35 @@ def owned(
                 release(ckpt_dir, f"{LOCK}.{process_index}")
     finally:
         release(run_dir, name)
+
+
+# The names the zoo writes a run's files under before renaming them into place (zoo.files:
+# tempfile's 8 random characters): `.best.<8>/` (and `.best.<8>.old/`, the save it replaces),
+# `.model.<8>/`, `.metrics.jsonl.<8>.tmp`. A run killed in between leaves them behind.
+_STAGED = re.compile(r"\.(best|model)\.[a-z0-9_]{8}(\.old)?")
+_REPLACING = re.compile(
+    r"\.(metrics\.jsonl|config\.yaml|loss\.png|init_report\.json|status\.json)\.[a-z0-9_]{8}\.tmp"
+)
+
+
+def remove_leftovers(run_dir: Path) -> None:
+    """Remove what a killed write of `best/`, `model/` or a run file left in `run_dir`, by the
+    zoo's own temporary names only. A `.best.<8>.old/` whose `best/` is gone is the last whole
+    save (killed between its two renames): it is put back instead."""
+    log = logging.getLogger(__name__)
+    for path in sorted(Path(run_dir).iterdir()):
+        staged = _STAGED.fullmatch(path.name)
+        if staged and path.is_dir() and not path.is_symlink():
+            whole = path.with_name(staged.group(1))
+            if staged.group(2) and not whole.exists():
+                log.info("putting back %s, the last whole save of %s", path, whole)
+                path.rename(whole)
+            else:
+                log.info("removing %s, left by an interrupted save", path)
+                shutil.rmtree(path)
+        elif _REPLACING.fullmatch(path.name) and path.is_file() and not path.is_symlink():
+            log.info("removing %s, left by an interrupted write", path)
+            path.unlink()
 
 
 def launch_rank(config: DictConfig) -> int | None:

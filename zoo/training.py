@@ -65,6 +65,8 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
         if trainer.checkpoints
         else NoCheckpoints(ckpt_dir) as ckpts,
     ):
+        if primary:  # what a killed write of best/, model/ or a run file left: ours now
+            rundir.remove_leftovers(run_dir)
         state, record = starting_point(run, cfg, run_dir, ckpts, monitor, metrics_path)
         start = int(state.step)
         saves = SaveSchedule.from_settings(trainer.ckpt_every, trainer.ckpt_every_seconds)
