@@ -361,6 +361,41 @@ def test_a_checkpoint_directory_that_is_a_file_is_a_clear_error(tmp_path):
         train_in_process(tmp_path, *SHORT_RUN)
 
 
+def test_a_checkpoint_directory_that_breaks_mid_run_stops_it_with_one_line_and_it_resumes(
+    tmp_path, short_run, monkeypatch
+):
+    ckpts = tmp_path / "checkpoints"
+    report = reporting.Reporter.__call__
+
+    def break_the_directory_at_step_25(self, record):
+        report(self, record)
+        if record["step"] == 25:
+            deadline = time.monotonic() + 60
+            while not (ckpts / "20").is_dir() and time.monotonic() < deadline:
+                time.sleep(0.01)  # the save of step 20 is whole
+            # root writes through any mode bits: a file where the directory was fails for anyone
+            os.rename(ckpts, tmp_path / "aside")
+            ckpts.write_text("")
+
+    monkeypatch.setattr(reporting.Reporter, "__call__", break_the_directory_at_step_25)
+    with pytest.raises(ZooError) as err:
+        train_in_process(tmp_path, *SHORT_RUN)
+    assert str(err.value) == (
+        f"cannot write checkpoints in {ckpts} (Not a directory): the run stopped at step 40; "
+        "make room there or fix the directory, then continue from the latest complete "
+        "checkpoint with trainer.resume=true"
+    )
+    assert [r["step"] for r in records(tmp_path)] == [5, 10, 15, 20, 25, 30, 35, 40]
+    assert not (tmp_path / "model").exists()  # as after SIGTERM: the run is not finished
+
+    monkeypatch.undo()
+    ckpts.unlink()  # the directory is back
+    os.rename(tmp_path / "aside", ckpts)
+    train_in_process(tmp_path, *SHORT_RUN, "trainer.resume=true")
+    assert records(tmp_path) == records(short_run)
+    assert complete_steps(tmp_path) == [20, 40] and partial_saves(tmp_path) == []
+
+
 def test_non_finite_input_data_is_a_clear_error(tmp_path, monkeypatch):
     from zoo import data
 
