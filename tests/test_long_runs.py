@@ -654,6 +654,44 @@ def test_ctrl_c_saves_at_the_current_step_exits_130_and_resumes_and_a_second_run
     assert records(run_dir) == records(uninterrupted)  # nothing of the refused run in them
 
 
+def catches_sigterm(pid: int) -> bool:
+    """Whether process `pid` has a handler for SIGTERM (Linux: SigCgt in /proc/<pid>/status)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = int(status.split("SigCgt:")[1].split()[0], 16)
+    return bool(caught & (1 << (signal.SIGTERM - 1)))
+
+
+def test_sigterm_during_start_up_stops_with_one_line_and_leaves_no_run_directory(tmp_path):
+    run_dir, log = tmp_path / "run", tmp_path / "log"
+    proc = start_run(run_dir, log, *SIGNAL_RUN)
+    deadline = time.monotonic() + 60
+    while not catches_sigterm(proc.pid):  # from the first moment: while Python imports the app
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.001)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 143, log.read_text()
+    assert log.read_text() == "stopped: SIGTERM\n"
+    assert not run_dir.exists()
+
+
+def test_sigterm_after_the_job_starts_and_before_training_is_one_line_and_leaves_nothing(
+    tmp_path, short_run
+):
+    run_dir, log = tmp_path / "run", tmp_path / "log"
+    proc = start_run(run_dir, log, *SIGNAL_RUN, f"init.from={short_run}")
+    started = run_dir / ".hydra" / "config.yaml"
+    # the job has started; the build (JAX, the data, init.from, the model) has not claimed the
+    # checkpoint directory yet, which comes just before training
+    stop_when(
+        proc,
+        lambda: started.exists() and not (run_dir / "checkpoints").exists(),
+        signal.SIGTERM,
+    )
+    assert (proc.returncode, log.read_text().splitlines()[-1]) == (143, "stopped: SIGTERM")
+    assert "Traceback" not in log.read_text()
+    assert not run_dir.exists()  # a run directory that held no result yet
+
+
 def sigterm_during(monkeypatch, end_step: int) -> None:
     """Send SIGTERM to this process while the fused dispatch that ends at `end_step` runs."""
     make_steps = loop.make_steps
