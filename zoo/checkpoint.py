@@ -9,6 +9,7 @@ complete, so a step directory without that mark is a whole checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -30,6 +31,7 @@ from zoo.savepoints import DEFAULT_EVERY_STEPS
 log = logging.getLogger(__name__)
 
 PARTIAL_MARK = ".orbax-checkpoint-tmp"
+PROBE = ".probe-"  # a directory each save creates and removes first (Checkpoints._probe)
 # Keys whose change on resume is expected (a longer run) or harmless; others get a warning.
 RESUMABLE_CHANGES = {
     "trainer.resume",
@@ -117,7 +119,7 @@ class Checkpoints:
         """Delete what a save interrupted by a crash left behind (it is never a checkpoint)."""
         if jax.process_index() != 0:
             return
-        for path in self.directory.glob(f"*{PARTIAL_MARK}*"):
+        for path in [*self.directory.glob(f"*{PARTIAL_MARK}*"), *self.directory.glob(f"{PROBE}*")]:
             log.info("removing the interrupted save %s", path)
             shutil.rmtree(path) if path.is_dir() else path.unlink()
 
@@ -153,9 +155,10 @@ class Checkpoints:
     def _probe(self, step: int) -> None:
         """Create and remove a directory where orbax will create the step's: orbax reports a
         failure to create it only after its other save threads wait minutes for it (a full or
-        vanished disk). A probe a kill leaves behind is removed as a partial save."""
-        probe = tempfile.mkdtemp(prefix=f"probe-{step}-", suffix=PARTIAL_MARK, dir=self.directory)
-        os.rmdir(probe)
+        vanished disk). A probe a kill leaves behind is removed like a partial save."""
+        probe = tempfile.mkdtemp(prefix=f"{PROBE}{step}-", dir=self.directory)
+        with contextlib.suppress(FileNotFoundError):  # removed already by process 0's start
+            os.rmdir(probe)
 
     def steps(self) -> list[int]:
         """Steps of the complete checkpoints, oldest first."""
