@@ -45,8 +45,8 @@ RESULTS = ("metrics.jsonl", "model", "best", "checkpoints", "loss.png")
 SWEEP_RESULTS = ("summary.csv", "sweep.png")
 # What a run refused or failed before its first result leaves: removable if the run created it.
 SCAFFOLDING = (".hydra",)
-# A directory holding one of these is a run's (or a sweep's): `.lock` stays after the run.
-RUN_MARKS = (LOCK, "metrics.jsonl")
+# A directory holding `.lock` (it stays after the run) and one of these is a run's or a sweep's.
+RUN_MARKS = (".hydra", "config.yaml", "metrics.jsonl", "checkpoints", "multirun.yaml")
 
 # (rank, number of tasks): what SLURM and Open MPI tell each process of a launch.
 RANK_VARIABLES = (
@@ -172,7 +172,7 @@ def make_directory(directory: Path, key: str = "hydra.run.dir") -> list[Path]:
 
 def refuse_anothers_directory(ckpt_dir: Path, run_dir: Path) -> None:
     """Raise a ZooError if `ckpt_dir` is, or lies in, the directory of another run (or sweep):
-    one holding a run's lock file or metrics that is not `run_dir` or a directory around it.
+    one holding a run's lock file and files that is not `run_dir` or a directory around it.
     Such checkpoints are that run's: writing them would mix two runs' weights, and the keeping of
     the newest would delete that run's own."""
     ckpt_dir, run_dir = Path(os.path.realpath(ckpt_dir)), Path(os.path.realpath(run_dir))
@@ -180,7 +180,7 @@ def refuse_anothers_directory(ckpt_dir: Path, run_dir: Path) -> None:
     for directory in (ckpt_dir, *ckpt_dir.parents):
         if directory in ours:
             continue
-        if any((directory / mark).is_file() for mark in RUN_MARKS):
+        if (directory / LOCK).is_file() and any((directory / m).exists() for m in RUN_MARKS):
             raise ZooError(
                 f"trainer.ckpt_dir={ckpt_dir} lies in the directory of another run ({directory}): "
                 "its checkpoints are that run's; choose a directory of this run's own, or "
