@@ -301,6 +301,14 @@ def discard_if_unused() -> None:
 # --- the Hydra callback ------------------------------------------------------------------------
 
 
+def refuse_anothers_ckpt_dir(config: DictConfig, run_dir: Path) -> None:
+    """`refuse_anothers_directory` for the config's `trainer.ckpt_dir`, where it can be known
+    before the job starts (not `${hydra:runtime.output_dir}`, set only then)."""
+    ckpt_dir = OmegaConf.select(config, "trainer.ckpt_dir", throw_on_resolution_failure=False)
+    if ckpt_dir and OmegaConf.select(config, "trainer.checkpoints", default=True):
+        refuse_anothers_directory(Path(os.path.abspath(str(ckpt_dir))), run_dir)
+
+
 def _exit_with(err: ZooError) -> None:
     # Hydra turns a callback's exceptions into warnings and carries on: a refusal must exit.
     print(f"error: {err}", file=sys.stderr)
@@ -318,8 +326,10 @@ class RunDirectory(Callback):
         HydraConfig.instance().set_config(config)  # hydra.run.dir may use ${hydra:...}
         try:
             run_dir = Path(os.path.abspath(str(config.hydra.run.dir)))
-            created = make_directory(run_dir)
             rank = launch_rank(config)
+            if not rank:  # before anything is written or JAX starts; train() checks it again
+                refuse_anothers_ckpt_dir(config, run_dir)
+            created = make_directory(run_dir)
             acquire(run_dir, lock_name(rank))
             self._claimed = (run_dir, lock_name(rank))
             _created[:] = created
