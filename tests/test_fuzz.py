@@ -319,6 +319,24 @@ def cases(tmp_path_factory) -> list[tuple[str, list[str], str]]:
         (t, [*a.split(), *([] if "hydra.run.dir" in a else [f"hydra.run.dir={d}/logger{i}"])], m)
         for i, (a, m) in enumerate(loggers)
     ]
+
+    # issue 19: checkpoints and signals
+    another = d / "another"  # a run's directory: its lock file stays after it ends
+    (another / "checkpoints" / "20").mkdir(parents=True)
+    (another / ".lock").write_text("")
+    checkpoint_dirs = [
+        (f"trainer.ckpt_dir={another}/checkpoints trainer.resume=true seed=7", "another run"),
+        (f"trainer.ckpt_dir={another}", "lies in the directory of another run"),
+        (f"trainer.ckpt_dir={another}/checkpoints/20/sub", "another run"),
+        (f"trainer.ckpt_dir={d}/afile", "afile: is a file, not a directory"),
+        (f"trainer.ckpt_dir={d}/afile/below", "lies under a file"),
+        ("trainer.ckpt_every=0", "trainer.ckpt_every=0 is invalid"),
+        ("trainer.ckpt_every_seconds=-1", "trainer.ckpt_every_seconds=-1.0 is invalid"),
+    ]
+    table += [
+        (t, [*a.split(), f"hydra.run.dir={d}/ckpt_run{i}"], m)
+        for i, (a, m) in enumerate(checkpoint_dirs)
+    ]
     return table
 
 

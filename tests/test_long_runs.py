@@ -4,6 +4,7 @@ library in-process."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -110,6 +111,13 @@ def test_checkpoints_every_ckpt_every_steps_and_at_the_end_keeping_the_newest(tm
     assert [r["step"] for r in records(tmp_path)] == [5, 10, 15, 20, 25, 30, 35, 40]
 
 
+def test_an_explicit_ckpt_every_saves_at_every_multiple_without_waiting_for_the_clock(tmp_path):
+    # SHORT_RUN without ckpt_every_seconds: the default 300 s gate would leave only the last save
+    overrides = [o for o in SHORT_RUN if "ckpt_every" not in o]
+    train_in_process(tmp_path, *overrides, "trainer.steps=20", "trainer.ckpt_every=10")
+    assert complete_steps(tmp_path) == [10, 20]
+
+
 def test_a_checkpoint_holds_the_whole_train_state(short_run):
     state = restore_latest(short_run)
     assert int(state.step) == 40
@@ -196,6 +204,93 @@ def test_an_interrupted_save_is_never_resumed_from_and_is_removed(tmp_path, shor
     assert records(run_dir) == records(short_run)
 
 
+def test_a_killed_save_of_best_or_model_is_cleaned_up_at_the_next_start(tmp_path, short_run):
+    run_dir = copy_run(short_run, tmp_path)
+    shutil.rmtree(run_dir / "model")
+    # killed between save_pretrained's renames: best/ moved aside, its successor staged beside it
+    os.rename(run_dir / "best", run_dir / ".best.k2j4h6g8.old")
+    (run_dir / ".best.a1b2c3d4").mkdir()
+    (run_dir / ".best.a1b2c3d4" / "model.safetensors").write_bytes(b"half")
+    (run_dir / ".model.zz99yy_8").mkdir()
+    (run_dir / ".metrics.jsonl.q1w2e3r4.tmp").write_text('{"step": 5')
+    not_ours = [".best.notmine", ".best.a1b2c3d4.bak", ".model.a1b2", ".loss.png.tmp", ".notes"]
+    for name in not_ours:
+        (run_dir / name).mkdir()
+    train_in_process(run_dir, *SHORT_RUN, "trainer.resume=true")
+    assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".")) == sorted(
+        [".lock", *not_ours]
+    )
+    restored = load_file(str(run_dir / "best" / "model.safetensors"))
+    for key, value in load_file(str(short_run / "best" / "model.safetensors")).items():
+        np.testing.assert_array_equal(restored[key], value)
+    assert records(run_dir) == records(short_run)
+
+
+# --- one run per checkpoint directory ----------------------------------------------------------
+
+
+def locked_by_another(lock: Path) -> bool:
+    """Whether a process other than the caller's descriptor holds `lock` (flock locks open
+    files, so a descriptor of this process's own counts as another holder)."""
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def test_a_run_locks_its_default_checkpoint_directory_while_it_trains(tmp_path, monkeypatch):
+    held = []
+    report = reporting.Reporter.__call__
+
+    def look_at_the_lock(self, record):
+        report(self, record)
+        held.append(locked_by_another(tmp_path / "checkpoints" / ".lock.0"))
+
+    monkeypatch.setattr(reporting.Reporter, "__call__", look_at_the_lock)
+    train_in_process(tmp_path, *short_run_with("trainer.steps=10"))
+    assert held == [True, True]
+    assert not locked_by_another(tmp_path / "checkpoints" / ".lock.0")  # released at the end
+
+
+def test_a_run_pointed_at_another_runs_checkpoints_is_refused_and_changes_nothing(
+    tmp_path, short_run
+):
+    run_a = copy_run(short_run, tmp_path)
+    before = {p: p.stat().st_mtime_ns for p in (run_a / "checkpoints").rglob("*")}
+    for ckpt_dir in (run_a / "checkpoints", run_a, run_a / "checkpoints" / "sub"):
+        with pytest.raises(
+            ZooError,
+            match=f"trainer.ckpt_dir={ckpt_dir} lies in the directory of another run \\({run_a}\\)",
+        ):
+            train_in_process(
+                tmp_path / "b",
+                *short_run_with("trainer.steps=60", "trainer.resume=true", "seed=7"),
+                f"trainer.ckpt_dir={ckpt_dir}",
+            )
+    assert {p: p.stat().st_mtime_ns for p in (run_a / "checkpoints").rglob("*")} == before
+    assert complete_steps(run_a) == [20, 40]
+
+
+def test_a_shared_checkpoint_directory_in_use_is_refused_and_its_save_in_progress_kept(tmp_path):
+    shared = tmp_path / "shared"
+    in_progress = shared / f"9600{PARTIAL_MARK}"
+    in_progress.mkdir(parents=True)
+    fd = os.open(shared / ".lock.0", os.O_RDWR | os.O_CREAT)  # another run's process 0
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with pytest.raises(ZooError, match=f"trainer.ckpt_dir={shared} is in use by another run"):
+            train_in_process(
+                tmp_path / "b", *SHORT_RUN, "trainer.resume=true", f"trainer.ckpt_dir={shared}"
+            )
+    finally:
+        os.close(fd)
+    assert in_progress.is_dir()
+
+
 # --- bad files ---------------------------------------------------------------------------------
 
 
@@ -262,8 +357,43 @@ def test_a_garbled_metrics_line_is_a_clear_error(tmp_path):
 
 def test_a_checkpoint_directory_that_is_a_file_is_a_clear_error(tmp_path):
     (tmp_path / "checkpoints").write_text("not a directory")
-    with pytest.raises(ZooError, match="checkpoints: cannot hold checkpoints"):
+    with pytest.raises(ZooError, match="checkpoints: is a file, not a directory"):
         train_in_process(tmp_path, *SHORT_RUN)
+
+
+def test_a_checkpoint_directory_that_breaks_mid_run_stops_it_with_one_line_and_it_resumes(
+    tmp_path, short_run, monkeypatch
+):
+    ckpts = tmp_path / "checkpoints"
+    report = reporting.Reporter.__call__
+
+    def break_the_directory_at_step_25(self, record):
+        report(self, record)
+        if record["step"] == 25:
+            deadline = time.monotonic() + 60
+            while not (ckpts / "20").is_dir() and time.monotonic() < deadline:
+                time.sleep(0.01)  # the save of step 20 is whole
+            # root writes through any mode bits: a file where the directory was fails for anyone
+            os.rename(ckpts, tmp_path / "aside")
+            ckpts.write_text("")
+
+    monkeypatch.setattr(reporting.Reporter, "__call__", break_the_directory_at_step_25)
+    with pytest.raises(ZooError) as err:
+        train_in_process(tmp_path, *SHORT_RUN)
+    assert str(err.value) == (
+        f"cannot write checkpoints in {ckpts} (Not a directory): the run stopped at step 40; "
+        "make room there or fix the directory, then continue from the latest complete "
+        "checkpoint with trainer.resume=true"
+    )
+    assert [r["step"] for r in records(tmp_path)] == [5, 10, 15, 20, 25, 30, 35, 40]
+    assert not (tmp_path / "model").exists()  # as after SIGTERM: the run is not finished
+
+    monkeypatch.undo()
+    ckpts.unlink()  # the directory is back
+    os.rename(tmp_path / "aside", ckpts)
+    train_in_process(tmp_path, *SHORT_RUN, "trainer.resume=true")
+    assert records(tmp_path) == records(short_run)
+    assert complete_steps(tmp_path) == [20, 40] and partial_saves(tmp_path) == []
 
 
 def test_non_finite_input_data_is_a_clear_error(tmp_path, monkeypatch):
@@ -480,8 +610,24 @@ def test_ctrl_c_saves_at_the_current_step_exits_130_and_resumes_and_a_second_run
     proc.send_signal(signal.SIGSTOP)  # and keeps holding it while a second run tries
     try:
         second = run_script("train.py", f"hydra.run.dir={run_dir}", *SIGNAL_RUN, "seed=5")
+        # another run pointed at this run's checkpoints (issue 19): refused before it writes
+        third = run_script(
+            "train.py",
+            f"hydra.run.dir={tmp_path / 'third'}",
+            *SIGNAL_RUN,
+            f"trainer.ckpt_dir={run_dir / 'checkpoints'}",
+            "trainer.resume=true",
+            "seed=7",
+        )
     finally:
         proc.send_signal(signal.SIGCONT)
+    assert (third.returncode, third.stderr) == (
+        2,
+        f"error: trainer.ckpt_dir={run_dir / 'checkpoints'} lies in the directory of another run "
+        f"({run_dir}): its checkpoints are that run's; choose a directory of this run's own, or "
+        "continue that run with its own hydra.run.dir\n",
+    )
+    assert not (tmp_path / "third").exists()
     assert (second.returncode, second.stderr) == (
         2,
         f"error: hydra.run.dir={run_dir} is in use by another run ({lock.read_text().strip()}): "
@@ -506,6 +652,44 @@ def test_ctrl_c_saves_at_the_current_step_exits_130_and_resumes_and_a_second_run
     result = run_script("train.py", f"hydra.run.dir={run_dir}", *SIGNAL_RUN, "trainer.resume=true")
     assert result.returncode == 0, result.stderr
     assert records(run_dir) == records(uninterrupted)  # nothing of the refused run in them
+
+
+def catches_sigterm(pid: int) -> bool:
+    """Whether process `pid` has a handler for SIGTERM (Linux: SigCgt in /proc/<pid>/status)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = int(status.split("SigCgt:")[1].split()[0], 16)
+    return bool(caught & (1 << (signal.SIGTERM - 1)))
+
+
+def test_sigterm_during_start_up_stops_with_one_line_and_leaves_no_run_directory(tmp_path):
+    run_dir, log = tmp_path / "run", tmp_path / "log"
+    proc = start_run(run_dir, log, *SIGNAL_RUN)
+    deadline = time.monotonic() + 60
+    while not catches_sigterm(proc.pid):  # from the first moment: while Python imports the app
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.001)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 143, log.read_text()
+    assert log.read_text() == "stopped: SIGTERM\n"
+    assert not run_dir.exists()
+
+
+def test_sigterm_after_the_job_starts_and_before_training_is_one_line_and_leaves_nothing(
+    tmp_path, short_run
+):
+    run_dir, log = tmp_path / "run", tmp_path / "log"
+    proc = start_run(run_dir, log, *SIGNAL_RUN, f"init.from={short_run}")
+    started = run_dir / ".hydra" / "config.yaml"
+    # the job has started; the build (JAX, the data, init.from, the model) has not claimed the
+    # checkpoint directory yet, which comes just before training
+    stop_when(
+        proc,
+        lambda: started.exists() and not (run_dir / "checkpoints").exists(),
+        signal.SIGTERM,
+    )
+    assert (proc.returncode, log.read_text().splitlines()[-1]) == (143, "stopped: SIGTERM")
+    assert "Traceback" not in log.read_text()
+    assert not run_dir.exists()  # a run directory that held no result yet
 
 
 def sigterm_during(monkeypatch, end_step: int) -> None:

@@ -168,3 +168,17 @@ def test_a_plot_the_helper_cannot_draw_is_drawn_in_the_run(tmp_path):
     plotter.draw_losses(tmp_path / "metrics.jsonl", tmp_path / "loss.png", "demo")
     plotter.finish()
     assert imread(tmp_path / "loss.png").shape[2] in (3, 4)
+
+
+def test_a_run_of_zero_steps_draws_no_loss_png_and_says_none(tmp_path, caplog):
+    from zoo import plotter
+
+    caplog.set_level(logging.INFO)
+    plotter.start()  # as zoo-train does: the picture would be the helper's
+    try:
+        train(compose_config("train", ["trainer.steps=0"]), tmp_path)
+    finally:
+        plotter.finish()
+    assert (tmp_path / "model").is_dir() and (tmp_path / "metrics.jsonl").read_text() == ""
+    assert not (tmp_path / "loss.png").exists()
+    assert "loss curves" not in caplog.text

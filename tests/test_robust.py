@@ -116,6 +116,22 @@ def test_the_processes_of_one_run_share_a_directory_but_two_runs_do_not(tmp_path
     assert not rundir._held
 
 
+def test_a_checkpoint_directory_in_another_runs_directory_is_refused_not_in_its_own(tmp_path):
+    sweep = tmp_path / "sweep"
+    own, other, lonely = sweep / "0", sweep / "1", tmp_path / "lonely"
+    for directory, marks in [(sweep, ["multirun.yaml"]), (own, [".hydra"]), (other, [".hydra"])]:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name in [".lock", *marks]:
+            (directory / name).touch()
+    lonely.mkdir()
+    (lonely / ".lock").touch()  # a lock file alone is no run's
+    for allowed in (own / "checkpoints", own, sweep / "shared", tmp_path / "x", lonely / "ckpt"):
+        rundir.refuse_anothers_directory(allowed, own)
+    for refused in (other / "checkpoints", other, other / "checkpoints" / "20" / "deeper"):
+        with pytest.raises(ZooError, match=f"lies in the directory of another run \\({other}\\)"):
+            rundir.refuse_anothers_directory(refused, own)
+
+
 @pytest.mark.parametrize(
     ("make", "found"),
     [

@@ -22,6 +22,7 @@ from zoo.finetune import load_initial_weights, with_param_groups
 from zoo.loop import TrainState, make_steps
 from zoo.optimizers import make_optimizer
 from zoo.registry import create_model
+from zoo.savepoints import checkpoint_every
 from zoo.surgery import LoadReport
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,10 @@ def build_run(cfg: DictConfig) -> Run:
         trainer.batch_size,
         mesh.devices.flat,
         log_points=memory.log_point_count(
-            trainer.steps, trainer.log_every, trainer.eval_every, trainer.ckpt_every
+            trainer.steps,
+            trainer.log_every,
+            trainer.eval_every,
+            checkpoint_every(trainer.ckpt_every, trainer.ckpt_every_seconds)[0],
         ),
     )
     model = build_model(name, kwargs, cfg.seed)

@@ -9,10 +9,12 @@ complete, so a step directory without that mark is a whole checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +23,22 @@ import numpy as np
 import orbax.checkpoint as ocp
 from omegaconf import DictConfig, OmegaConf
 
-from zoo.errors import ZooError
+from zoo.errors import RunStopped, ZooError
 from zoo.files import write_atomically
 from zoo.metrics import parse_records
+from zoo.savepoints import DEFAULT_EVERY_STEPS
 
 log = logging.getLogger(__name__)
 
 PARTIAL_MARK = ".orbax-checkpoint-tmp"
+PROBE = ".probe-"  # a directory each save creates and removes first (Checkpoints._probe)
 # Keys whose change on resume is expected (a longer run) or harmless; others get a warning.
-RESUMABLE_CHANGES = {"trainer.resume", "trainer.steps", "trainer.keep_checkpoints"}
+RESUMABLE_CHANGES = {
+    "trainer.resume",
+    "trainer.steps",
+    "trainer.keep_checkpoints",
+    "trainer.ckpt_every_seconds",  # when to save, never where the steps split
+}
 
 
 # --- the state as orbax sees it ----------------------------------------------------------------
@@ -101,21 +110,55 @@ class Checkpoints:
             )
         except OSError as err:
             raise ZooError(f"{self.directory}: cannot hold checkpoints ({err})") from None
+        _drop_closed_loop_callbacks()
+        # A failed write is reported once, as one line (SaveFailed), not by every save thread.
+        self._quiet = _QuietSaveThreads()
+        logging.getLogger("absl").addFilter(self._quiet)
 
     def _remove_partial_saves(self) -> None:
         """Delete what a save interrupted by a crash left behind (it is never a checkpoint)."""
         if jax.process_index() != 0:
             return
-        for path in self.directory.glob(f"*{PARTIAL_MARK}*"):
+        for path in [*self.directory.glob(f"*{PARTIAL_MARK}*"), *self.directory.glob(f"{PROBE}*")]:
             log.info("removing the interrupted save %s", path)
             shutil.rmtree(path) if path.is_dir() else path.unlink()
 
     def __enter__(self) -> Checkpoints:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._manager.wait_until_finished()
-        self._manager.close()
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        failure = None
+        for finish in (self._manager.wait_until_finished, self._manager.close):
+            try:
+                finish()
+            except Exception as err:  # the save in flight failed: see save()
+                failure = failure or err
+        if failure is None and not isinstance(exc, SaveFailed):
+            logging.getLogger("absl").removeFilter(self._quiet)
+            return
+        # A failed save's threads may still be reporting: they stay quiet until the app ends.
+        if isinstance(exc, SaveFailed):  # said already
+            return
+        stopped = self._save_failed(failure, "at its end")
+        if exc is None or isinstance(exc, RunStopped):  # its checkpoint is what failed
+            raise stopped from failure
+        log.warning("%s", stopped)  # the error on its way out says why the run stopped
+
+    def _save_failed(self, err: BaseException, when: str) -> SaveFailed:
+        why = err.strerror if isinstance(err, OSError) and err.strerror else _first_line(err)
+        return SaveFailed(
+            f"cannot write checkpoints in {self.directory} ({why}): the run stopped "
+            f"{when}; make room there or fix the directory, then continue from the latest "
+            "complete checkpoint with trainer.resume=true"
+        )
+
+    def _probe(self, step: int) -> None:
+        """Create and remove a directory where orbax will create the step's: orbax reports a
+        failure to create it only after its other save threads wait minutes for it (a full or
+        vanished disk). A probe a kill leaves behind is removed like a partial save."""
+        probe = tempfile.mkdtemp(prefix=f"{PROBE}{step}-", dir=self.directory)
+        with contextlib.suppress(FileNotFoundError):  # removed already by process 0's start
+            os.rmdir(probe)
 
     def steps(self) -> list[int]:
         """Steps of the complete checkpoints, oldest first."""
@@ -135,7 +178,14 @@ class Checkpoints:
         args = ocp.args.Composite(
             state=ocp.args.StandardSave(_to_saved(state)), meta=ocp.args.JsonSave(meta)
         )
-        self._manager.save(step, args=args, force=True)
+        # The directory may have filled up or gone since the last save: stop, as after SIGTERM,
+        # with the checkpoints and records written so far. (orbax waits here for the save before,
+        # so its failure comes out here too.)
+        try:
+            self._probe(step)
+            self._manager.save(step, args=args, force=True)
+        except Exception as err:
+            raise self._save_failed(err, f"at step {step}") from err
 
     def restore(self, like: Any) -> Any:
         """The latest checkpoint, restored with the shapes, dtypes and shardings of `like`.
@@ -206,6 +256,19 @@ class Checkpoints:
             )
 
 
+class SaveFailed(ZooError):
+    """A checkpoint could not be written (a full disk, a directory gone or read-only)."""
+
+
+class _QuietSaveThreads(logging.Filter):
+    """On the `absl` logger (orbax's): drops the error records, one with its traceback from every
+    save thread of a failed save. The failure reaches the run as an exception, reported as one
+    line. (No finer test: which file logged is absl's own unless absl made the logger.)"""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR
+
+
 class NoCheckpoints:
     """Stands in for `Checkpoints` with `trainer.checkpoints=false` (e.g. `debug=fast`): saves
     nothing and finds nothing to resume from."""
@@ -242,7 +305,19 @@ def _changes(saved: Any, current: Any, *, new_keys: bool = False) -> list[str]:
         resumable = resumable - {"trainer.steps"}
     keys = sorted((old.keys() | (new.keys() if new_keys else set())) - resumable)
     keys = [k for k in keys if not k.startswith("init.")]  # a resume's weights: the checkpoint's
-    return [f"{k}: {old.get(k, '(new)')} -> {new.get(k)}" for k in keys if old.get(k) != new.get(k)]
+    return [
+        f"{k}: {old.get(k, '(new)')} -> {new.get(k)}"
+        for k in keys
+        if _effective(k, old.get(k)) != _effective(k, new.get(k))
+    ]
+
+
+def _effective(key: str, value: Any) -> Any:
+    """`value` as the run uses it: a null `trainer.ckpt_every` is the default step interval, the
+    500 a checkpoint of a run from before null existed holds."""
+    if key == "trainer.ckpt_every" and value is None:
+        return DEFAULT_EVERY_STEPS
+    return value
 
 
 def _first_line(err: BaseException) -> str:

@@ -9,12 +9,14 @@ import io
 import logging
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from zoo.errors import RunStopped, ZooError
-from zoo.rundir import discard_if_unused
+from zoo.interrupts import discard_run_dir_if_unused as discard_if_unused
+from zoo.interrupts import stop_at_once_on_sigterm
 
 # JAX logs its search for a TPU at INFO, which Hydra's logging would print on every run.
 logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
@@ -111,9 +113,11 @@ def use_compilation_cache() -> None:
 
 def run_hydra_app(hydra_main: Callable[[], Any]) -> None:
     """Run a `@hydra.main` function, turning a composition error (bad override, unknown key or
-    option) into one line on stderr with exit status 2, and Ctrl-C outside the training loop
-    into one line with exit status 130. HYDRA_FULL_ERROR=1 shows all of it."""
+    option) into one line on stderr with exit status 2, and Ctrl-C or SIGTERM outside the
+    training loop into one line with exit status 130 or 143. HYDRA_FULL_ERROR=1 shows all of
+    it."""
     use_compilation_cache()
+    previous = stop_at_once_on_sigterm()
     try:
         _run_hydra_app(hydra_main)
     except KeyboardInterrupt:
@@ -122,6 +126,9 @@ def run_hydra_app(hydra_main: Callable[[], Any]) -> None:
         discard_if_unused()
         print("stopped: Ctrl-C (SIGINT)", file=sys.stderr)
         sys.exit(130)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _run_hydra_app(hydra_main: Callable[[], Any]) -> None:
@@ -233,11 +240,14 @@ def _eval_task(cfg: Any) -> None:
 
 def train_main() -> None:
     """`zoo-train [overrides]`: train a model (`python train.py` in a checkout)."""
+    stop_at_once_on_sigterm()  # first of all: SIGTERM during start-up is one line, as Ctrl-C is
     from zoo import plotter, startup
 
     startup.pause_gc()  # until the first steps have run (zoo.training)
-    plotter.start()  # first: it imports matplotlib while this process starts the run
-    startup.exit_now(train_app())  # files are closed: skip the interpreter's teardown
+    plotter.start()  # early: it imports matplotlib while this process starts the run
+    code = train_app()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # ending now anyway, with `code`
+    startup.exit_now(code)  # files are closed: skip the interpreter's teardown
 
 
 def train_app() -> object:

@@ -36,9 +36,14 @@ class TrainerSettings:
     batch_size: int = setting(256, "examples per update", ge=1, le=1 << 24)
     eval_every: int = setting(500, "steps between validations", ge=1)
     log_every: int = setting(100, "steps fused into one dispatch between log points", ge=1)
-    ckpt_every: int = setting(500, "steps between checkpoints", ge=1)
-    ckpt_every_seconds: float = setting(
-        300.0, "a multiple of ckpt_every saves only this long after the last save", ge=0
+    ckpt_every: int | None = setting(
+        None, "steps between checkpoints; null: 500, gated by ckpt_every_seconds", ge=1
+    )
+    ckpt_every_seconds: float | None = setting(
+        None,
+        "a multiple of ckpt_every saves only this long after the last save; null: 300 s when "
+        "ckpt_every is null, no wait when it is set",
+        ge=0,
     )
     keep_checkpoints: int = setting(3, "newest checkpoints kept", ge=1, le=1000)
     resume: bool = setting(False, "continue the run in this directory from its latest checkpoint")

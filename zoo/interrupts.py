@@ -4,6 +4,10 @@ only set a flag that the loop reads at its next log point, where it saves a chec
 A second Ctrl-C stops at once, as SIGKILL would: the metrics log and the checkpoints are made to
 survive that (a resume cuts the log back to the latest whole checkpoint), so it loses only the
 steps since that checkpoint, and it prints one line instead of a traceback from every thread.
+
+Outside the loop (start-up: imports, Hydra, the build, `init.from`; and after it) there is nothing
+to save: from their first moment the apps make SIGTERM end the process at once with one
+`stopped: SIGTERM` line and status 143 (`stop_at_once_on_sigterm`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,39 @@ def take_unanswered() -> int | None:
     signum = _unanswered[-1] if _unanswered else None
     _unanswered.clear()
     return signum
+
+
+def discard_run_dir_if_unused() -> None:
+    """`zoo.rundir.discard_if_unused()` if this process has imported zoo.rundir (which claims the
+    run directory): never imported here, where a signal may have cut an import short, and so
+    that the apps handle signals before they import Hydra."""
+    discard = getattr(sys.modules.get("zoo.rundir"), "discard_if_unused", None)
+    if discard is not None:
+        discard()
+
+
+def stop_at_once_on_sigterm() -> Any:
+    """Make SIGTERM end the process at once, with one `stopped: SIGTERM` line and status 143 (a
+    StopRequest takes SIGTERM over while it is active, and hands it back). Returns the handler
+    it replaced; elsewhere than the main thread it does nothing and returns None."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _stop_at_once)
+
+
+def _stop_at_once(signum: int, frame: Any) -> None:
+    # Not an exception raised where the program is, as Ctrl-C's KeyboardInterrupt: inside an
+    # import or a library's cleanup it comes out as another error (numpy's C extension turns it
+    # into an ImportError, an interrupted OmegaConf update into an AttributeError). Outside the
+    # loop nothing is open that an exit would leave half-written: files are written under
+    # temporary names and renamed (a run's next start removes what is left), and a run directory
+    # this process made and wrote no result into is removed, as after a refusal.
+    discard_run_dir_if_unused()
+    # the process's own stderr: the apps hold sys.stderr back while Hydra composes (zoo.cli)
+    print("stopped: SIGTERM", file=sys.__stderr__ or sys.stderr, flush=True)
+    for handler in logging.getLogger().handlers:  # the run's log file
+        handler.flush()
+    os._exit(128 + signal.SIGTERM)
 
 
 class StopRequest:

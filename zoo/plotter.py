@@ -47,7 +47,13 @@ def start() -> None:
 
 
 def draw_losses(metrics: Path, out: Path, title: str) -> None:
-    """Draw `out` from the records in `metrics`: by the helper if one runs, else here."""
+    """Draw `out` from the records in `metrics`: by the helper if one runs, else here. An empty
+    `metrics` (a run of `trainer.steps=0`) draws nothing and says nothing."""
+    try:
+        if metrics.stat().st_size == 0:
+            return
+    except OSError:
+        return
     if _helper is not None and _helper.poll() is None:
         request = {"metrics": str(metrics), "out": str(out), "title": title}
         try:

@@ -21,7 +21,9 @@ Kept free of JAX imports: Hydra builds its callbacks at every start of train.py.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
+import re
 import shutil
 import socket
 import sys
@@ -43,6 +45,8 @@ RESULTS = ("metrics.jsonl", "model", "best", "checkpoints", "loss.png")
 SWEEP_RESULTS = ("summary.csv", "sweep.png")
 # What a run refused or failed before its first result leaves: removable if the run created it.
 SCAFFOLDING = (".hydra",)
+# A directory holding `.lock` (it stays after the run) and one of these is a run's or a sweep's.
+RUN_MARKS = (".hydra", "config.yaml", "metrics.jsonl", "checkpoints", "multirun.yaml")
 
 # (rank, number of tasks): what SLURM and Open MPI tell each process of a launch.
 RANK_VARIABLES = (
@@ -119,7 +123,7 @@ def earlier_results(directory: Path) -> list[str]:
     for name in RESULTS:
         path = directory / name
         if name == "checkpoints":  # only a directory holding more than locks
-            if path.is_dir() and any(not p.name.startswith(LOCK) for p in path.iterdir()):
+            if path.is_dir() and not _only_locks(path):
                 found.append(name + "/")
         elif path.exists():
             found.append(name + "/" if path.is_dir() else name)
@@ -166,6 +170,24 @@ def make_directory(directory: Path, key: str = "hydra.run.dir") -> list[Path]:
     return missing
 
 
+def refuse_anothers_directory(ckpt_dir: Path, run_dir: Path) -> None:
+    """Raise a ZooError if `ckpt_dir` is, or lies in, the directory of another run (or sweep):
+    one holding a run's lock file and files that is not `run_dir` or a directory around it.
+    Such checkpoints are that run's: writing them would mix two runs' weights, and the keeping of
+    the newest would delete that run's own."""
+    ckpt_dir, run_dir = Path(os.path.realpath(ckpt_dir)), Path(os.path.realpath(run_dir))
+    ours = {run_dir, *run_dir.parents}
+    for directory in (ckpt_dir, *ckpt_dir.parents):
+        if directory in ours:
+            continue
+        if (directory / LOCK).is_file() and any((directory / m).exists() for m in RUN_MARKS):
+            raise ZooError(
+                f"trainer.ckpt_dir={ckpt_dir} lies in the directory of another run ({directory}): "
+                "its checkpoints are that run's; choose a directory of this run's own, or "
+                "continue that run with its own hydra.run.dir"
+            )
+
+
 @contextmanager
 def owned(
     run_dir: Path,
@@ -174,9 +196,12 @@ def owned(
     resume: bool,
     process_index: int = 0,
 ) -> Iterator[None]:
-    """Hold `run_dir` (and a separate `ckpt_dir`, shared by a run's processes) for this process;
-    refuse a `run_dir` holding an earlier run's results unless `resume`. Process 0 owns the
-    results; the others only lock their own `.lock.<i>`."""
+    """Hold `run_dir` and the run's checkpoint directory `ckpt_dir` (the default
+    `<run_dir>/checkpoints` as well as a directory elsewhere, shared by a run's processes) for
+    this process; refuse a `run_dir` holding an earlier run's results unless `resume`, and a
+    `ckpt_dir` in another run's directory. Process 0 owns the results; the others only lock their
+    own `.lock.<i>`. Each process locks `<ckpt_dir>/.lock.<i>`, so a second run pointed at a
+    checkpoint directory in use is refused whichever setting chose it."""
     run_dir = Path(run_dir)
     make_directory(run_dir)
     name = lock_name(process_index)
@@ -185,6 +210,8 @@ def owned(
         if process_index == 0 and not resume:
             refuse_earlier_results(run_dir)
         if ckpt_dir is not None:
+            if process_index == 0:  # the others follow process 0 into the directory it checked
+                refuse_anothers_directory(ckpt_dir, run_dir)
             make_directory(ckpt_dir, "trainer.ckpt_dir")
             acquire(ckpt_dir, f"{LOCK}.{process_index}", "trainer.ckpt_dir")
         try:
@@ -194,6 +221,35 @@ def owned(
                 release(ckpt_dir, f"{LOCK}.{process_index}")
     finally:
         release(run_dir, name)
+
+
+# The names the zoo writes a run's files under before renaming them into place (zoo.files:
+# tempfile's 8 random characters): `.best.<8>/` (and `.best.<8>.old/`, the save it replaces),
+# `.model.<8>/`, `.metrics.jsonl.<8>.tmp`. A run killed in between leaves them behind.
+_STAGED = re.compile(r"\.(best|model)\.[a-z0-9_]{8}(\.old)?")
+_REPLACING = re.compile(
+    r"\.(metrics\.jsonl|config\.yaml|loss\.png|init_report\.json|status\.json)\.[a-z0-9_]{8}\.tmp"
+)
+
+
+def remove_leftovers(run_dir: Path) -> None:
+    """Remove what a killed write of `best/`, `model/` or a run file left in `run_dir`, by the
+    zoo's own temporary names only. A `.best.<8>.old/` whose `best/` is gone is the last whole
+    save (killed between its two renames): it is put back instead."""
+    log = logging.getLogger(__name__)
+    for path in sorted(Path(run_dir).iterdir()):
+        staged = _STAGED.fullmatch(path.name)
+        if staged and path.is_dir() and not path.is_symlink():
+            whole = path.with_name(staged.group(1))
+            if staged.group(2) and not whole.exists():
+                log.info("putting back %s, the last whole save of %s", path, whole)
+                path.rename(whole)
+            else:
+                log.info("removing %s, left by an interrupted save", path)
+                shutil.rmtree(path)
+        elif _REPLACING.fullmatch(path.name) and path.is_file() and not path.is_symlink():
+            log.info("removing %s, left by an interrupted write", path)
+            path.unlink()
 
 
 def launch_rank(config: DictConfig) -> int | None:
@@ -209,10 +265,14 @@ def launch_rank(config: DictConfig) -> int | None:
     return None
 
 
+def _only_locks(directory: Path) -> bool:
+    return directory.is_dir() and all(p.name.startswith(LOCK) for p in directory.iterdir())
+
+
 def discard_if_unused() -> None:
     """Remove the run directory this process created, and the parents it created, when the run
-    ended (refused or failed) before writing any result: only Hydra's `.hydra/`, the lock and the
-    job's log are there. Anything else there keeps it."""
+    ended (refused or failed) before writing any result: only Hydra's `.hydra/`, the locks (a
+    `checkpoints/` of locks too) and the job's log are there. Anything else there keeps it."""
     if not _created:
         return
     run_dir, *parents = _created
@@ -226,6 +286,7 @@ def discard_if_unused() -> None:
             entry.name in SCAFFOLDING
             or entry.name.startswith(LOCK)
             or (entry.suffix == ".log" and entry.is_file())
+            or (entry.name == "checkpoints" and _only_locks(entry))
         )
         if not unused:
             return
@@ -238,6 +299,14 @@ def discard_if_unused() -> None:
 
 
 # --- the Hydra callback ------------------------------------------------------------------------
+
+
+def refuse_anothers_ckpt_dir(config: DictConfig, run_dir: Path) -> None:
+    """`refuse_anothers_directory` for the config's `trainer.ckpt_dir`, where it can be known
+    before the job starts (not `${hydra:runtime.output_dir}`, set only then)."""
+    ckpt_dir = OmegaConf.select(config, "trainer.ckpt_dir", throw_on_resolution_failure=False)
+    if ckpt_dir and OmegaConf.select(config, "trainer.checkpoints", default=True):
+        refuse_anothers_directory(Path(os.path.abspath(str(ckpt_dir))), run_dir)
 
 
 def _exit_with(err: ZooError) -> None:
@@ -257,8 +326,10 @@ class RunDirectory(Callback):
         HydraConfig.instance().set_config(config)  # hydra.run.dir may use ${hydra:...}
         try:
             run_dir = Path(os.path.abspath(str(config.hydra.run.dir)))
-            created = make_directory(run_dir)
             rank = launch_rank(config)
+            if not rank:  # before anything is written or JAX starts; train() checks it again
+                refuse_anothers_ckpt_dir(config, run_dir)
+            created = make_directory(run_dir)
             acquire(run_dir, lock_name(rank))
             self._claimed = (run_dir, lock_name(rank))
             _created[:] = created

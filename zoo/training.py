@@ -60,7 +60,7 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
     with (
         rundir.owned(  # locked before anything is written; refused if it holds earlier results
             run_dir,
-            ckpt_dir if trainer.ckpt_dir else None,
+            ckpt_dir if trainer.checkpoints else None,  # whichever setting chose it
             resume=trainer.resume,
             process_index=jax.process_index(),
         ),
@@ -69,10 +69,12 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike) -> dict[str, float]:
         if trainer.checkpoints
         else NoCheckpoints(ckpt_dir) as ckpts,
     ):
+        if primary:  # what a killed write of best/, model/ or a run file left: ours now
+            rundir.remove_leftovers(run_dir)
         state, record = starting_point(run, cfg, run_dir, ckpts, monitor, metrics_path)
         start = int(state.step)
-        saves = SaveSchedule(trainer.ckpt_every, trainer.ckpt_every_seconds)
-        points = log_points(run.steps, run.log_every, run.eval_every, trainer.ckpt_every)
+        saves = SaveSchedule.from_settings(trainer.ckpt_every, trainer.ckpt_every_seconds)
+        points = log_points(run.steps, run.log_every, run.eval_every, saves.every_steps)
         if monitor.exhausted:  # the run stopped early before: nothing left to train
             log.info(monitor.stop_message(start))
             points = []
