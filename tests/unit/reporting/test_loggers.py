@@ -267,3 +267,17 @@ def test_a_logger_that_fails_to_start_leaves_nothing_that_refuses_the_next_run(
     with pytest.raises(ZooError, match="cannot reach"):
         train(cfg, tmp_path)
     assert rundir.earlier_results(tmp_path) == []  # a plain rerun is not refused
+
+
+def test_a_run_with_a_logger_whose_library_is_missing_stops_before_writing_anything(
+    tmp_path, monkeypatch
+):
+    cfg = compose_config("train", ["logger=wandb"])
+    for name in [m for m in sys.modules if m.split(".")[0] == "wandb"] + ["wandb"]:
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed
+    with pytest.raises(ZooError) as caught:
+        train(cfg, tmp_path / "run")
+    assert str(caught.value) == (
+        "logger=wandb needs wandb: pip install 'zoo[wandb]' (make install includes it)"
+    )
+    assert not (tmp_path / "run").exists()
