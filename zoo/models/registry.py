@@ -94,6 +94,12 @@ def _settings_for(name: str, cls: type) -> list[Setting] | ZooError:
 def model_settings(name: str) -> list[Setting]:
     """The settings of the registered model `name`.
 
+    Args:
+        name: the registry name.
+
+    Returns:
+        Each setting's name, type, default and rule, in the declaration's order.
+
     Raises:
         ZooError: the name is unknown, or a config cannot express the model's settings.
     """
@@ -157,6 +163,12 @@ def _patterns(patterns: str | Sequence[str] | None) -> list[str]:
 
 def get_model_class(name: str) -> Callable[..., Any]:
     """The registered builder (usually the class) of model `name`, imported on first use.
+
+    Args:
+        name: the registry name.
+
+    Returns:
+        The builder, whose instances check their arguments and know their spec.
 
     Raises:
         UnknownModelError: an unknown name, with the close matches and every registered name.

@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import gc
+import tomllib
 
 import pytest
+from conftest import ROOT
 
 import zoo
 from zoo.app.hydra_errors import one_line
@@ -75,3 +77,15 @@ def test_a_group_set_to_null_is_one_short_line_not_hydras_traceback(tmp_path, mo
     traceback = 'Traceback (most recent call last):\n  File "x.py", line 1, in <module>\n'
     message = traceback + "KeyError: 'x'\n\nSet the environment variable ...\n"
     assert one_line(message) == "KeyError: 'x'"
+
+
+def test_the_wording_read_is_that_of_the_pinned_hydra():
+    """zoo/app/hydra_errors.py reads Hydra's messages; a new Hydra may word them otherwise."""
+    import hydra
+
+    pinned = [
+        d
+        for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+        if d.startswith("hydra-core")
+    ]
+    assert pinned == ["hydra-core==1.3.8"] and hydra.__version__ == "1.3.8"
