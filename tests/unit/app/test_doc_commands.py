@@ -1,9 +1,12 @@
 """Every `train.py` / `eval.py` / `zoo-train` / `zoo-eval` command the README and the docs show
-composes and passes the checks, as written (the runs themselves: tests/e2e). The recipes and the
-project pages are run in full by tests/e2e/test_doc_recipes.py and test_outside_project.py."""
+composes and passes the checks, as written (the runs themselves: tests/e2e), and every python
+block that stands alone runs and gives what its comments say. The recipes and the project pages
+are run in full, file by file and command by command, by tests/e2e/test_doc_recipes.py and
+tests/e2e/test_outside_project.py."""
 
 from __future__ import annotations
 
+import ast
 import re
 import shlex
 
@@ -54,3 +57,27 @@ def test_a_command_the_docs_show_composes_and_passes_the_checks(page, app, args)
             value = value.split(",")[0]  # a sweep's first job
         overrides.append(f"{key}={value}")
     zoo.compose(overrides, app)
+
+
+def standalone_blocks() -> list[tuple[str, str]]:
+    """(page, code) of the python blocks that need nothing else (they start with their imports
+    and name no file a run would have made)."""
+    blocks = []
+    for page in PAGES:
+        for code in re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S):
+            if code.startswith(("import ", "from ")) and "outputs/" not in code:
+                blocks.append((page.name, code))
+    return blocks
+
+
+@pytest.mark.parametrize(("page", "code"), standalone_blocks(), ids=lambda v: str(v)[:30])
+def test_a_python_block_the_docs_show_runs_and_gives_what_its_comments_say(page, code):
+    namespace: dict = {}
+    exec(compile(code, page, "exec"), namespace)
+    for line in code.splitlines():
+        expression, _, comment = line.partition("  # ")
+        try:
+            shown = ast.literal_eval(comment.strip())
+        except (ValueError, SyntaxError):
+            continue  # a comment in words
+        assert eval(expression, namespace) == shown, line  # noqa: S307 (the docs' own code)
