@@ -13,7 +13,7 @@ endif
 EXTRAS := dev$(if $(filter cpu,$(ACCEL)),,,$(ACCEL))
 STAMP := $(VENV)/.installed-$(ACCEL)
 
-.PHONY: install train eval test test-fast lint format bench clean
+.PHONY: install train eval test test-fast lint docs format bench clean
 
 install: $(STAMP)
 
@@ -41,7 +41,7 @@ eval: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
-# The edit loop: everything but the tests marked slow (subprocesses, venvs, signals), in < 60 s.
+# The edit loop: tests/unit only (tests/e2e is marked slow: subprocesses, venvs, signals).
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -m "not slow" -q
 
@@ -49,13 +49,19 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
 
+# Style, then the import contracts of pyproject.toml (layers, JAX-free config, no cycles).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+# The documentation site into site/, offline, every warning an error (mkdocs.yml: strict).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) outputs multirun build *.egg-info
+	rm -rf $(VENV) outputs multirun build site *.egg-info

@@ -6,7 +6,7 @@ python eval.py mode=diff a=<source> b=<source> [paths=[pattern,...]]: saved weig
 The same as zoo-eval.
 """
 
-from zoo.cli import eval_main
+from zoo.app.cli import eval_main
 
 if __name__ == "__main__":
     eval_main()

@@ -34,9 +34,10 @@ from flax import nnx
 from transformer_baseline import forward as transformer_forward
 from transformer_baseline import transformer_params
 
-from zoo.build import Run, build_run
-from zoo.loop import run_chunks
-from zoo.losses import loss_and_metrics
+from zoo.training.build import build_run
+from zoo.training.loop import run_chunks
+from zoo.training.state import Run
+from zoo.training.steps import loss_and_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {  # name: (hidden, depth, batch)
@@ -56,7 +57,7 @@ def zoo_run(*overrides: str) -> Run:
     """The zoo's own prepared run for the train config with these overrides."""
     from hydra import compose, initialize_config_dir
 
-    from zoo.config import register_configs
+    from zoo.config.store import register_configs
 
     register_configs()
     # No evaluation inside the timed window: the baselines do not evaluate either.
@@ -358,14 +359,14 @@ def transformer_flops_per_step(d: int, layers: int, length: int, batch: int, voc
 
 
 def checkpoint_overhead(repeats: int, steps: int = 20_000) -> dict[str, float]:
-    """Seconds of the default config's `steps`-step run (zoo.training.train, in this process):
+    """Seconds of the default config's `steps`-step run (zoo.training.run.train, in this process):
     with the default checkpoint schedule, with checkpoints only at the end (checkpointing off
     but for the final save every run makes), and saving at every multiple of ckpt_every (500)
     as before ckpt_every_seconds. Interleaved, median of `repeats` after a warm-up each."""
     from hydra import compose, initialize_config_dir
 
-    from zoo.config import register_configs
-    from zoo.training import train
+    from zoo.config.store import register_configs
+    from zoo.training.run import train
 
     register_configs()
     variants = {

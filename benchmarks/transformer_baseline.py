@@ -1,8 +1,9 @@
 """The Transformer's math by hand, for baseline (a) of `make bench`.
 
-The same math as `zoo.models.transformer.Transformer` (dropout off), written as plain functions
-of a parameter dict with no Flax in them; benchmarks/bench.py runs it in its hand-written
-`jax.jit` + optax step. Its forward is pinned equal to the model's by tests/test_transformer.py.
+The same math as `zoo.models.transformer.modeling.Transformer` (dropout off), written as plain
+functions of a parameter dict with no Flax in them; benchmarks/bench.py runs it in its
+hand-written `jax.jit` + optax step. Its forward is pinned equal to the model's by
+tests/unit/models/test_transformer.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""Shared test helpers: compose configs like train.py does, and run the entry points."""
+"""Shared test helpers: compose configs like train.py does, and run the entry points.
+
+The tests mirror the package: tests/unit/<package>/ checks one package of zoo/ (core: the modules
+at zoo/'s top level), in-process; tests/e2e/ holds what needs subprocesses, venvs, signals or long
+runs, and every test there is marked `slow` here (make test-fast leaves them out).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from zoo.cli import use_compilation_cache
-from zoo.config import register_configs
+from zoo.app.process import use_compilation_cache
+from zoo.config.store import register_configs
 
 # Before JAX is imported: in-process runs load the steps other tests (and the subprocesses, which
 # the entry points point at the same cache) already compiled.
@@ -19,8 +25,16 @@ use_compilation_cache()
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
+E2E = Path(__file__).resolve().parent / "e2e"
 
 register_configs()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`slow` by folder: every test under tests/e2e/."""
+    for item in items:
+        if item.path.is_relative_to(E2E):
+            item.add_marker(pytest.mark.slow)
 
 
 def compose_config(name: str = "train", overrides: list[str] | None = None):
@@ -49,6 +63,26 @@ def run_script(
 
 
 @pytest.fixture
+def fresh_registry(monkeypatch):
+    """The one registry as it is, restored after the test: what the test registers goes away."""
+    from zoo.config import registry
+
+    monkeypatch.setattr(registry, "_ENTRIES", {g: dict(e) for g, e in registry._ENTRIES.items()})
+    monkeypatch.setattr(registry, "_tried", set(registry._tried))
+    yield registry
+    register_configs()  # drop nothing: the ConfigStore keeps the options it was given
+
+
+@pytest.fixture
 def train_cfg():
     """Factory: the train config with overrides, e.g. train_cfg("model.depth=2")."""
     return lambda *overrides: compose_config("train", list(overrides))
+
+
+@pytest.fixture
+def regression_npz(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 3))
+    y = x @ np.array([1.0, -2.0, 0.5]) + 0.01 * rng.normal(size=300)
+    np.savez(tmp_path / "reg.npz", x=x, y=y)
+    return tmp_path / "reg.npz"

@@ -1,7 +1,8 @@
 """zoo: a configurable model zoo for JAX and Flax NNX.
 
-The public API is loaded lazily so that importing a light submodule (the Hydra plugin imports
-`zoo.config`) does not pull in JAX.
+The public API, loaded lazily so that importing a light submodule (the Hydra plugin imports
+`zoo.config`) does not pull in JAX. Each name lives in the subpackage of its concern; README's
+Layout says which is which.
 """
 
 from __future__ import annotations
@@ -10,24 +11,24 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "create_model": "zoo.registry",
-    "get_model_class": "zoo.registry",
-    "list_models": "zoo.registry",
-    "model_spec": "zoo.registry",
-    "register_model": "zoo.registry",
+    "create_model": "zoo.models.registry",
+    "get_model_class": "zoo.models.registry",
+    "list_models": "zoo.models.registry",
+    "model_spec": "zoo.models.registry",
+    "register_model": "zoo.models.registry",
     "ZooError": "zoo.errors",
-    "deep_nested_forward": "zoo.models.deep_nested",
-    "save_pretrained": "zoo.pretrained",
-    "from_pretrained": "zoo.pretrained",
-    "train": "zoo.api",
-    "compose": "zoo.api",
-    "setting": "zoo.declarations",
-    "declare": "zoo.declarations",
-    "model_settings": "zoo.registry",
-    "load_weights": "zoo.surgery",
-    "LoadReport": "zoo.surgery",
-    "inspect_weights": "zoo.inspection",
-    "diff_weights": "zoo.inspection",
+    "deep_nested_forward": "zoo.models.deep_nested.modeling",
+    "save_pretrained": "zoo.weights.pretrained",
+    "from_pretrained": "zoo.weights.pretrained",
+    "train": "zoo.app.api",
+    "compose": "zoo.app.api",
+    "setting": "zoo.config.fields",
+    "declare": "zoo.config.registry",
+    "model_settings": "zoo.models.registry",
+    "load_weights": "zoo.weights.load",
+    "LoadReport": "zoo.weights.load",
+    "inspect_weights": "zoo.weights.inspection",
+    "diff_weights": "zoo.weights.inspection",
 }
 
 __all__ = [
@@ -52,13 +53,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from zoo.api import compose, train
-    from zoo.declarations import declare, setting
+    from zoo.app.api import compose, train
+    from zoo.config.fields import setting
+    from zoo.config.registry import declare
     from zoo.errors import ZooError
-    from zoo.inspection import diff_weights, inspect_weights
-    from zoo.models.deep_nested import deep_nested_forward
-    from zoo.pretrained import from_pretrained, save_pretrained
-    from zoo.registry import (
+    from zoo.models.deep_nested.modeling import deep_nested_forward
+    from zoo.models.registry import (
         create_model,
         get_model_class,
         list_models,
@@ -66,7 +66,9 @@ if TYPE_CHECKING:
         model_spec,
         register_model,
     )
-    from zoo.surgery import LoadReport, load_weights
+    from zoo.weights.inspection import diff_weights, inspect_weights
+    from zoo.weights.load import LoadReport, load_weights
+    from zoo.weights.pretrained import from_pretrained, save_pretrained
 
 
 def __getattr__(name: str) -> Any:

@@ -2,8 +2,8 @@
 the zoo's config groups (`model=deep_nested`, `data=teacher`, `optim=adam`) with no set-up.
 
 Hydra imports every plugin module at the start of every Hydra app, so this one imports only
-`zoo.config` (free of JAX); the zoo's options are registered when Hydra builds a config search
-path.
+`zoo.config.store` (zoo.config is free of JAX); the zoo's options are registered when Hydra
+builds a config search path.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from hydra.core.config_search_path import ConfigSearchPath
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 
-from zoo.config import config_dir, register_configs
+from zoo.config.store import config_dir, register_configs
 
 
 class ZooSearchPathPlugin(SearchPathPlugin):

@@ -1,2 +1,4 @@
-"""The zoo's own models. Each `<name>.py` is registered through the `zoo.models` entry points
-(pyproject.toml); each `<name>_settings.py` beside it declares its settings, free of JAX."""
+"""Models: the registry (`registry.py`), the shared layers (`layers.py`) and the settings they
+share (`common_settings.py`), and one folder per family, `<family>/modeling.py` (the modules) with
+`<family>/settings.py` (its declaration, free of JAX) beside it. Each family comes in through the
+`zoo.models` entry points (pyproject.toml) as every other package's models do."""

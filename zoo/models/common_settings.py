@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from zoo.declarations import setting
+from zoo.config.fields import setting
 
-# The activations zoo.layers implements, by name: nothing is resolved from a dotted path.
+# The activations zoo.models.layers implements, by name: nothing is resolved from a dotted path.
 ACTIVATION_NAMES = (
     "relu",
     "gelu",

@@ -1,0 +1,272 @@
+"""The apps as a user runs them, `train.py`/`eval.py` in subprocesses: one line and a non-zero
+exit for each mistake, the runs and evaluations the docs show, `--help`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import hydra
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import ROOT, compose_config, run_script
+from flax import nnx
+from helpers import X, edit_config, read_metrics
+from matplotlib.image import imread
+from omegaconf import OmegaConf
+
+import zoo
+from zoo.errors import ZooError
+from zoo.training.run import train
+
+
+def test_an_absent_gpu_backend_is_one_line_not_a_fall_back_to_the_cpu(tmp_path):
+    result = run_script(
+        "train.py", "trainer.steps=1", f"hydra.run.dir={tmp_path}", env={"JAX_PLATFORMS": "cuda"}
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: JAX_PLATFORMS=cuda asks for a backend JAX cannot start (no such device "
+        "visible); for NVIDIA GPUs: make install ACCEL=cuda12 (README: GPUs), or unset "
+        "JAX_PLATFORMS"
+    ]
+    assert not (tmp_path / "metrics.jsonl").exists()  # nothing ran on another backend
+
+
+def test_the_command_line_refuses_unknown_keys_with_one_line_and_no_traceback():
+    for override, line in [
+        ("+trainer.bogus=1", "error: unknown key trainer.bogus"),
+        ("+optim.bogus=1", "error: unknown key optim.bogus"),
+        ("+foo=1", "error: unknown key foo"),
+        ("optim.name=sgd", "error: optim.name=sgd does not choose the optim"),
+        ("data.name=npz", "error: data.name=npz does not choose the data"),
+        ("trainer.stepz=3", "error: unknown key trainer.stepz; did you mean trainer.steps?"),
+    ]:
+        result = run_script("train.py", override, timeout=120)
+        assert result.returncode == 2, (override, result.stderr)
+        (printed,) = result.stderr.strip().splitlines()
+        assert printed.startswith(line), printed
+        assert "jax" not in result.stdout  # refused before any JAX work
+
+
+def test_help_lists_the_options_and_every_setting_but_no_schema():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "zoo_" not in result.stdout
+    assert "model: deep_nested, deep_nested_wide, mlp, transformer" in result.stdout
+    assert "model.depth=1  number of blocks" in result.stdout
+    assert "optim.lr=0.01  learning rate" in result.stdout
+
+
+def test_zoo_train_from_python_leaves_a_run_eval_py_reads(tmp_path):
+    run_dir = tmp_path / "run"
+    metrics = zoo.train(
+        ["model=mlp", "model.widths=[8]", "trainer.steps=20", "trainer.eval_every=20"],
+        run_dir=run_dir,
+    )
+    assert (run_dir / "config.yaml").is_file() and not (run_dir / ".hydra").exists()
+    result = run_script("eval.py", f"run_dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"val_loss = {metrics['val_loss']:.6g}" in result.stdout
+    with pytest.raises(ZooError, match="unknown key trainer.stepz; did you mean trainer.steps"):
+        zoo.train(["trainer.stepz=3"], run_dir=tmp_path / "other")
+
+
+def test_eval_on_a_run_with_a_tampered_model_exits_with_one_line(tmp_path):
+    """A run directory as train.py leaves it, whose model/ config.json was edited."""
+    cfg = compose_config("train")
+    (tmp_path / ".hydra").mkdir()
+    OmegaConf.save(cfg, tmp_path / ".hydra" / "config.yaml")
+    zoo.save_pretrained(hydra.utils.instantiate(cfg.model, rngs=nnx.Rngs(0)), tmp_path / "model")
+    edit_config(tmp_path / "model", lambda c: c.update(_target_="builtins.exec"))
+    result = run_script("eval.py", f"run_dir={tmp_path}")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "_target_" in lines[0], lines
+
+
+def test_sweep_picture_command_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "zoo.app.sweep_plot", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {tmp_path}: no job folders with a metrics.jsonl"
+
+
+def test_train_run_without_a_terminal_logs_lines_once_and_leaves_its_files(tmp_path):
+    result = run_script(
+        "train.py", "trainer.steps=300", "trainer.eval_every=150", f"hydra.run.dir={tmp_path}"
+    )
+    assert result.returncode == 0, result.stderr
+    shown = [line for line in result.stdout.splitlines() if "] - step=" in line]
+    assert [line.split("] - ")[1].split(" train_loss")[0] for line in shown] == [
+        "step=100/300",
+        "step=150/300",
+        "step=200/300",
+        "step=300/300",
+    ]
+    logged = [line for line in (tmp_path / "train.log").read_text().splitlines() if line[:1] == "["]
+    assert [line for line in logged if "] - step=" in line] == shown
+    assert len(logged) == len(set(logged))  # no record logged twice
+    assert "total" in result.stdout and "middle/inner/kernel" in result.stdout  # the summary
+    assert {"loss.png", "metrics.jsonl", "model", "train.log"} <= {
+        p.name for p in tmp_path.iterdir()
+    }
+    assert imread(tmp_path / "loss.png").ndim == 3  # drawn by zoo-train's plot helper
+    assert "\r" not in result.stderr  # no bar drawn into a pipe
+
+
+def test_refusals_on_the_command_line_are_one_line_and_leave_no_directory(tmp_path):
+    result = run_script("train.py", "trainer.steps=-1", cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (
+        2,
+        "error: trainer.steps=-1 is invalid: must be an integer >= 0\n",
+    )
+    assert list(tmp_path.iterdir()) == []  # no outputs/<date>/<time>/ with an empty train.log
+    (tmp_path / "taken").write_text("")
+    result = run_script("train.py", f"hydra.run.dir={tmp_path / 'taken'}", cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (
+        2,
+        f"error: hydra.run.dir={tmp_path / 'taken'}: is a file, not a directory\n",
+    )
+
+
+def test_model_transformer_with_the_default_data_exits_with_one_line(tmp_path):
+    result = run_script("train.py", "model=transformer", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: data.in_features cannot be resolved: "
+        "Interpolation key 'model.in_features' not found "
+        "(this data follows the model's settings: choose data the model takes)"
+    ]
+
+
+def test_eval_mode_summary_prints_the_table_without_training(tmp_path):
+    result = run_script("eval.py", "mode=summary", "model.depth=4", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines() if line}
+    assert lines["blocks/inner/kernel"] == ["(3,", "8,", "8)", "float32", str(3 * 8 * 8)]
+    expected = 4 * 8 + 8 + 3 * (8 * 8 + 8)  # first block, then 3 stacked hidden->hidden blocks
+    assert lines["total"] == [f"{expected:,}"]
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_cli_deeper_gelu_model_trains(tmp_path):
+    result = run_script(
+        "train.py",
+        "model=deep_nested",
+        "model.depth=4",
+        "model.activation=gelu",
+        "model.hidden=32",
+        "trainer.steps=600",
+        f"hydra.run.dir={tmp_path}",
+    )
+    assert result.returncode == 0, result.stderr
+    records = read_metrics(tmp_path)
+    assert records[-1]["train_loss"] < 0.2 * records[0]["train_loss"]
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert config["kwargs"]["depth"] == 4 and config["kwargs"]["activation"] == "gelu"
+    assert "step=600" in (tmp_path / "train.log").read_text()
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("model.depth=0", "model.depth"),
+        ("model.depth=abc", "model.depth"),
+        ("model.depht=3", "model.depht"),
+        ("model.activation=swish2", "model.activation"),
+        ("optim.lr=-1", "optim.lr"),
+        ("optim=adagrad", "optim/adagrad"),
+        ("trainer.batch_size=0", "trainer.batch_size"),
+    ],
+)
+def test_cli_bad_value_exits_nonzero_with_one_line(tmp_path, override, key):
+    result = run_script("train.py", override, f"hydra.run.dir={tmp_path}")
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and key in lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_eval_default_matches_the_seed_function():
+    result = run_script("eval.py")
+    assert result.returncode == 0, result.stderr
+    assert "max_abs_diff = 0: match" in result.stdout
+    result = run_script("eval.py", "seed=7", "model.hidden=5", "x=[1,2,3,4]")
+    assert result.returncode == 0, result.stderr
+    model_line = next(line for line in result.stdout.splitlines() if line.startswith("model"))
+    values = json.loads(model_line.split("=", 1)[1])
+    import seed_reference as ref
+
+    want = ref.deep_nested_forward(7.0, jnp.array([1.0, 2, 3, 4]), 5.0)
+    np.testing.assert_array_equal(np.float32(values), np.asarray(want))
+
+
+def test_eval_reports_a_runs_validation_loss(tmp_path):
+    cfg = compose_config("train", ["trainer.steps=200", "trainer.eval_every=200"])
+    logged = train(cfg, tmp_path)["val_loss"]
+    (tmp_path / ".hydra").mkdir()
+    from omegaconf import OmegaConf
+
+    OmegaConf.save(cfg, tmp_path / ".hydra" / "config.yaml")
+    result = run_script("eval.py", f"run_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    reported = float(result.stdout.split("val_loss = ")[1].split()[0])
+    assert reported == pytest.approx(logged, rel=1e-5)
+
+
+@pytest.mark.parametrize("args", [["run_dir=/nonexistent/run"], ["x=[1,2]"]])
+def test_eval_bad_input_exits_nonzero_with_one_line(args):
+    result = run_script("eval.py", *args)
+    assert result.returncode != 0
+    assert (
+        result.stderr.strip().startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
+    )
+
+
+def test_bad_file_from_the_command_line_is_one_line_and_exit_2(tmp_path):
+    np.savez(tmp_path / "bad.npz", x=X, y=np.zeros(9))
+    result = run_script("train.py", "data=npz", f"data.path={tmp_path / 'bad.npz'}", cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == [f"error: {tmp_path / 'bad.npz'}: x has 10 rows but y has 9"]
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_npz_without_a_path_names_the_key(tmp_path):
+    result = run_script("train.py", "data=npz", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: data.path is required: set data.path=<a string>"
+
+
+def test_eval_of_a_run_finds_a_relative_data_path_from_anywhere(regression_npz, tmp_path):
+    launch, elsewhere = tmp_path / "launch", tmp_path / "elsewhere"
+    launch.mkdir()
+    elsewhere.mkdir()
+    (launch / "reg.npz").write_bytes(regression_npz.read_bytes())
+    run_dir = tmp_path / "run"
+    trained = run_script(
+        "train.py",
+        "data=npz",
+        "data.path=reg.npz",
+        "trainer.steps=100",
+        f"hydra.run.dir={run_dir}",
+        cwd=launch,
+    )
+    assert trained.returncode == 0, trained.stderr
+    logged = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])["val_loss"]
+    result = run_script("eval.py", f"run_dir={run_dir}", cwd=elsewhere)
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout.split("val_loss = ")[1].split()[0]) == pytest.approx(
+        logged, rel=1e-5
+    )

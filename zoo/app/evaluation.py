@@ -1,0 +1,173 @@
+"""Evaluation: a configured model beside the seed's reference, or a train run's saved model."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from zoo.config.validate import validate
+from zoo.data.dataset import abstract_dataset, make_dataset
+from zoo.errors import ZooError
+from zoo.models.deep_nested.modeling import deep_nested_forward
+from zoo.reporting.metrics_log import read_metrics
+from zoo.training.build import build_model, fit_to_data, model_kwargs
+from zoo.training.steps import loss_and_metrics
+from zoo.untrusted import load_yaml
+
+SEED_ARCHITECTURE = {"depth": 1, "activation": "relu", "out_features": None}
+
+
+def model_input(cfg: DictConfig, in_features: int) -> jax.Array:
+    """The configured input `x`, or a standard normal draw from `input_seed`."""
+    if cfg.x is None:
+        return jax.random.normal(jax.random.key(cfg.input_seed), (in_features,))
+    if len(cfg.x) != in_features:
+        raise ZooError(f"x has {len(cfg.x)} values but model.in_features={in_features}")
+    return jnp.asarray(list(cfg.x), dtype=jnp.float32)
+
+
+def compare_with_reference(cfg: DictConfig) -> bool:
+    """Print the configured model's output next to `deep_nested_forward`; True if they agree."""
+    name, kwargs = model_kwargs(cfg.model)
+    if "in_features" not in kwargs:
+        raise ZooError(
+            f"model {name!r} takes no feature vector x to compare with the seed's reference; "
+            "evaluate a trained one with run_dir=<train run directory>"
+        )
+    model = build_model(name, kwargs, cfg.seed)
+    x = model_input(cfg, kwargs["in_features"])
+    out = model(x)
+    print(f"x      = {x.tolist()}")
+    print(f"model  = {out.tolist()}")
+    seed_like = name == "deep_nested" and all(
+        kwargs.get(k) == v for k, v in SEED_ARCHITECTURE.items()
+    )
+    if not seed_like:
+        print(
+            "reference: not comparable (deep_nested_forward is the deep_nested model with "
+            "depth=1, activation=relu, out_features=null)"
+        )
+        return True
+    ref = deep_nested_forward(float(cfg.seed), x, float(kwargs["hidden"]))
+    diff = float(jnp.max(jnp.abs(out - ref)))
+    print(
+        f"seed   = {ref.tolist()}  (deep_nested_forward(seed={cfg.seed}, x, "
+        f"hidden={kwargs['hidden']}))"
+    )
+    agree = diff == 0.0
+    print(f"max_abs_diff = {diff:.3g}: {'match' if agree else 'MISMATCH'}")
+    return agree
+
+
+def evaluate_run(run_dir: str | Path) -> dict[str, float]:
+    """Load a train run's `model/` and report its validation metrics on the run's own data."""
+    from zoo.weights.pretrained import from_pretrained
+
+    run_dir = Path(run_dir)
+    cfg = run_config(run_dir)
+    data_path = OmegaConf.select(cfg, "data.path")
+    if data_path and not Path(data_path).is_absolute() and (launch := launch_dir(run_dir)):
+        cfg.data.path = str(launch / data_path)  # relative to where training was started
+    model = from_pretrained(run_dir / "model")
+    model.eval()
+    data = make_dataset(cfg.data, cfg.model)
+    loss, metrics = loss_and_metrics(data.task, model(data.x_val), data.y_val)
+    result = {"val_loss": float(loss)} | {f"val_{k}": float(v) for k, v in metrics.items()}
+    logged = last_logged(run_dir / "metrics.jsonl")
+    for key, value in result.items():
+        note = f"  (logged at the end of training: {logged[key]:.6g})" if key in logged else ""
+        print(f"{key} = {value:.6g}{note}")
+    return result
+
+
+def run_config(run_dir: Path) -> DictConfig:
+    """The config a train run saved in its directory (`config.yaml`, written by the zoo; older
+    runs have only Hydra's `.hydra/config.yaml`), read as a hostile file (`zoo.untrusted`: no
+    YAML aliases, nesting and size bounded) and checked like a new one."""
+    from zoo.training.run import RUN_CONFIG
+
+    if not run_dir.is_dir():
+        raise ZooError(f"run_dir={str(run_dir)!r} is not a directory")
+    paths = [run_dir / RUN_CONFIG, run_dir / ".hydra" / "config.yaml"]
+    path = next((p for p in paths if p.exists()), paths[0])
+    cfg = load_yaml(path, missing="no such file (not a train run directory?)")
+    if not isinstance(cfg, DictConfig) or not all(
+        isinstance(cfg.get(key), DictConfig) for key in ("model", "data")
+    ):
+        raise ZooError(f"{path}: not a train run's config (a mapping with model, data)")
+    validate(cfg, "train")
+    return cfg
+
+
+def launch_dir(run_dir: Path) -> Path | None:
+    """The directory a run was started from, as Hydra recorded it, if it did."""
+    try:
+        return Path(load_yaml(run_dir / ".hydra" / "hydra.yaml").hydra.runtime.cwd)
+    except (ZooError, OmegaConfBaseException, AttributeError, TypeError):
+        return None
+
+
+def print_summary(cfg: DictConfig) -> None:
+    """Print the parameter table of `cfg.run_dir`'s saved model, or else of the model train.py
+    would build from `cfg` (widths fitted to its data), built abstractly: no arrays, no training."""
+    from flax import nnx
+
+    from zoo.reporting.summary import model_summary
+
+    if cfg.run_dir is not None:
+        from zoo.weights.pretrained import from_pretrained
+
+        model = from_pretrained(Path(cfg.run_dir) / "model")
+        print(f"model from {Path(cfg.run_dir) / 'model'}")
+    else:
+        name, kwargs = model_kwargs(cfg.model)
+        kwargs = fit_to_data(name, kwargs, abstract_dataset(cfg.data, cfg.model))  # shapes only
+        model = nnx.eval_shape(lambda: build_model(name, kwargs, cfg.seed))
+        print(f"model {name} {kwargs}")
+    print(model_summary(model))
+
+
+def last_logged(path: Path) -> dict[str, Any]:
+    """The last record of a metrics.jsonl with a finite val_loss, or {} if there is none."""
+    evaluated = [
+        r
+        for r in read_metrics(path)
+        if isinstance(r.get("val_loss"), float) and math.isfinite(r["val_loss"])
+    ]
+    return evaluated[-1] if evaluated else {}
+
+
+def print_weights(cfg: DictConfig) -> bool:
+    """`mode=inspect`: per-path statistics of `source`'s saved weights, printed as the tensors
+    are read; `mode=diff`: how `a` differs from `b`, path by path, and a last line saying whether
+    they do. Both read the tensors from the files; nothing is trained. False when `a` and `b`
+    differ (in a value, NaN included, a dtype, a shape or a path)."""
+    from zoo.weights.inspection import diff_weights, format_diff, inspection_lines
+
+    paths = list(cfg.paths) or None
+    if cfg.mode == "inspect":
+        if cfg.source is None:
+            raise ZooError(
+                "mode=inspect needs source=<a run, checkpoint step or pretrained directory>"
+            )
+        lines = inspection_lines(cfg.source, paths)
+        header = next(lines)  # the source and the patterns are checked before it
+        print(f"weights of {cfg.source}\n{header}")
+        for line in lines:
+            print(line)
+        return True
+    missing = [key for key in ("a", "b") if cfg[key] is None]
+    if missing:
+        raise ZooError(
+            f"mode=diff needs a=<source> and b=<source> (runs, checkpoint steps or pretrained "
+            f"directories); {' and '.join(missing)} not given"
+        )
+    diff = diff_weights(cfg.a, cfg.b, paths)
+    print(f"a = {cfg.a}\nb = {cfg.b}\n{format_diff(diff)}")
+    return diff.equal

@@ -1,0 +1,2 @@
+"""A plain multilayer perceptron: `modeling.py` builds it, `settings.py` declares its settings
+(free of JAX, so that options and `--help` never import the model)."""

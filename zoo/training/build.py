@@ -1,0 +1,168 @@
+"""From a validated config to the objects a run needs: data, model, optimizer, the jitted steps
+and the starting state, on the device mesh."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from omegaconf import DictConfig
+
+from zoo.checkpoint.schedule import checkpoint_every
+from zoo.config.plain import to_plain
+from zoo.config.schema import MODEL_TARGET
+from zoo.data.dataset import Dataset, make_dataset
+from zoo.data.teacher import model_output_width
+from zoo.errors import ZooError
+from zoo.models.registry import create_model
+from zoo.optim.optimizers import make_optimizer
+from zoo.training import footprint, parallel
+from zoo.training.init_from import load_initial_weights, with_param_groups
+from zoo.training.state import Run, TrainState
+from zoo.training.steps import make_steps
+
+log = logging.getLogger(__name__)
+
+
+def model_kwargs(model_cfg: Any) -> tuple[str, dict[str, Any]]:
+    """Registry name and constructor arguments from a model config (its `_target_` is ignored:
+    models are only ever built through the registry)."""
+    kwargs = dict(to_plain(model_cfg))
+    target = kwargs.pop("_target_", MODEL_TARGET)
+    if target != MODEL_TARGET:
+        raise ZooError(f"model._target_={target!r} is not allowed; use {MODEL_TARGET} with name")
+    return kwargs.pop("name"), kwargs
+
+
+def fit_to_data(name: str, kwargs: dict[str, Any], data: Dataset) -> dict[str, Any]:
+    """Make model `name`'s input and output widths follow the data, logging what changed: the
+    inputs' keys (`in_features`, or `vocab_size` and `max_len`), and `out_features` unless the
+    model's own output (found by abstract evaluation) is as wide as the targets already."""
+    fitted = dict(kwargs)
+    inputs = data.model_inputs()
+    if not inputs.keys() & fitted.keys():
+        raise ZooError(
+            f"the data's inputs set model keys {', '.join(inputs)}, but the model has none of "
+            "them: it cannot take these inputs"
+        )
+    fitted |= {key: value for key, value in inputs.items() if key in fitted}
+    if "out_features" in fitted and (
+        data.task == "classification"
+        or model_output_width(name, fitted, data.in_features) != data.out_features
+    ):
+        fitted["out_features"] = data.out_features
+    for key in fitted:
+        if fitted[key] != kwargs[key]:
+            log.info("model.%s=%s follows the data (was %s)", key, fitted[key], kwargs[key])
+    return fitted
+
+
+def build_model(name: str, kwargs: dict[str, Any], seed: int) -> nnx.Module:
+    """`create_model(name, rngs=nnx.Rngs(seed), **kwargs)`, initialised in one jitted program:
+    at start-up that is one program to load from the compilation cache instead of one per
+    operation. The numbers are those of the model built op by op (zoo.models.layers.kept_apart)."""
+
+    @nnx.jit
+    def initialise() -> nnx.Module:
+        return _construct(name, kwargs, seed)
+
+    return initialise()
+
+
+def _construct(name: str, kwargs: dict[str, Any], seed: int) -> nnx.Module:
+    try:
+        return create_model(name, rngs=nnx.Rngs(seed), **kwargs)
+    except (TypeError, ValueError) as err:
+        raise ZooError(f"model {name!r}: {err}") from None
+
+
+def initial_state(
+    params: nnx.State, rest: nnx.State, tx: optax.GradientTransformation, seed: int, ema: bool
+) -> TrainState:
+    """Step 0's state around the model's `params` and `rest`, made in one jitted program (the
+    optimizer's zeros, the step and the data key; with `ema`, a copy of the parameters)."""
+
+    def make(params: nnx.State, rest: nnx.State) -> TrainState:
+        average = jax.tree.map(jnp.copy, params) if ema else None
+        step0 = jnp.zeros((), jnp.int32)  # not weakly typed, like a restored step
+        return TrainState(params, rest, tx.init(params), step0, jax.random.key(seed), average)
+
+    return jax.jit(make)(params, rest)
+
+
+def build_run(cfg: DictConfig) -> Run:
+    """Build data, model and optimizer from a validated config; split the model once.
+
+    Joins a multi-host run first if configured; state and data are replicated over the mesh of
+    `trainer.devices`."""
+    trainer = cfg.trainer
+    parallel.initialize_distributed(
+        trainer.distributed, trainer.coordinator_address, trainer.num_processes, trainer.process_id
+    )
+    mesh = parallel.make_mesh(trainer.devices)
+    parallel.check_batch_size(trainer.batch_size, mesh)
+    log.info(parallel.describe(mesh))
+    if parallel.gpu_left_unused(mesh):
+        log.warning(
+            "an NVIDIA GPU is visible but JAX runs on the CPU: install JAX's CUDA plugin "
+            "(make install ACCEL=cuda12; README: GPUs)"
+        )
+    name, kwargs = model_kwargs(cfg.model)
+    data = make_dataset(cfg.data, cfg.model)
+    kwargs = fit_to_data(name, kwargs, data)
+    tx, learning_rate, unclipped = make_optimizer(cfg)
+    footprint.check_training_fits(  # from shapes alone, before the model or its state exists
+        nnx.eval_shape(lambda: _construct(name, kwargs, cfg.seed)),
+        tx,
+        data,
+        trainer.batch_size,
+        mesh.devices.flat,
+        log_points=footprint.log_point_count(
+            trainer.steps,
+            trainer.log_every,
+            trainer.eval_every,
+            checkpoint_every(trainer.ckpt_every, trainer.ckpt_every_seconds)[0],
+        ),
+    )
+    model = build_model(name, kwargs, cfg.seed)
+    init_report = load_initial_weights(model, cfg.get("init"))
+    model.train()
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    model.eval()
+    tx = with_param_groups(unclipped, params, cfg.optim)
+    eval_graphdef = nnx.graphdef(model)
+    state = initial_state(params, rest, tx, cfg.seed, ema=trainer.ema is not None)
+    state = parallel.replicate(state, mesh)
+    x, y, x_val, y_val = parallel.replicate(data.arrays(), mesh)
+    data = replace(data, x_train=x, y_train=y, x_val=x_val, y_val=y_val)
+    train_chunk, evaluate = make_steps(
+        graphdef,
+        eval_graphdef,
+        tx,
+        data.task,
+        trainer.batch_size,
+        mesh,
+        learning_rate=learning_rate,
+        accumulate=trainer.accumulate,
+        ema=trainer.ema,
+    )
+    return Run(
+        name,
+        kwargs,
+        model,
+        data,
+        tx,
+        state,
+        train_chunk,
+        evaluate,
+        trainer.batch_size,
+        trainer.steps,
+        trainer.log_every,
+        trainer.eval_every,
+        init_report,
+    )

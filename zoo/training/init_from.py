@@ -1,0 +1,80 @@
+"""A run that starts from saved weights and trains only part of the model: the `init.*` settings
+(weights from another run, a checkpoint step or a pretrained directory, by state path) and
+`optim.freeze` / `optim.lr_mult` (parameter groups by path pattern), applied while a run is built.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import optax
+from flax import nnx
+
+from zoo.config.plain import to_plain
+from zoo.errors import ZooError
+from zoo.optim.groups import param_groups, partition_optimizer
+from zoo.weights.load import LoadReport, load_weights, plan_load
+from zoo.weights.sources import open_source
+
+log = logging.getLogger(__name__)
+
+INIT_REPORT = "init_report.json"  # in the run directory: what init.from loaded, path by path
+
+
+def load_initial_weights(model: nnx.Module, init_cfg: Any) -> LoadReport | None:
+    """Copy the weights `init.from` names into `model`, as `init.rename`, `init.include` and
+    `init.exclude` say, and log the report; None when `init.from` is null.
+
+    With `init.strict`, a source that does not fit (a path missing, unexpected or of another
+    shape) is one ZooError listing every difference, and nothing is loaded; so is one from which
+    nothing would be loaded (all excluded, or nothing fits with `init.strict=false`)."""
+    source_path = init_cfg.get("from") if init_cfg is not None else None
+    if source_path is None:
+        return None
+    try:
+        source = open_source(source_path)
+    except ZooError as err:
+        raise ZooError(f"init.from={source_path}: {err}") from None
+    options = {
+        "rename": to_plain(init_cfg.get("rename")),
+        "include": to_plain(init_cfg.get("include")) or None,
+        "exclude": to_plain(init_cfg.get("exclude")) or None,
+    }
+    try:
+        planned = plan_load(model, source, strict=False, **options)
+    except ZooError as err:  # name the setting: `init.exclude pattern 'hed' matches no path`
+        if str(err).startswith(("rename", "include", "exclude")):
+            raise ZooError(f"init.{err}") from None
+        raise
+    if init_cfg.get("strict", True) and not planned.ok:
+        raise ZooError(
+            f"{planned.problem_line()} (init.strict=false loads what fits and leaves the rest "
+            "as initialised; init.exclude=[pattern,...] leaves paths out)"
+        )
+    if not planned.loaded:  # a run that asked for weights and would start from none
+        raise ZooError(
+            f"init.from={source_path}: no tensor would be loaded ({planned.counts()}); a run "
+            "without init.from starts from fresh weights"
+        )
+    report = load_weights(model, source, strict=False, **options)
+    log.info("initial weights (init.from=%s):\n%s", source_path, report.table())
+    return report
+
+
+def with_param_groups(
+    tx: optax.GradientTransformation, params: nnx.State, optim_cfg: Any
+) -> optax.GradientTransformation:
+    """`tx` (the optimizer without clipping) with `optim.freeze` (no update, no optimizer state)
+    and `optim.lr_mult` (a factor on the learning rate, first matching pattern) applied by path,
+    after `optim.clip_norm` clips all trainable gradients together."""
+    groups = param_groups(
+        params,
+        freeze=to_plain(optim_cfg.get("freeze")) or (),
+        lr_mult=to_plain(optim_cfg.get("lr_mult")) or None,
+        freeze_key="optim.freeze",
+        lr_mult_key="optim.lr_mult",
+    )
+    if not groups.trivial:
+        log.info("parameter groups: %s", groups.describe())
+    return partition_optimizer(tx, groups, clip_norm=optim_cfg.get("clip_norm"))
