@@ -8,7 +8,6 @@ tools/ is on sys.path); needs the `fixtures` extra (torch).
 from __future__ import annotations
 
 import io
-import json
 import shutil
 import zipfile
 from pathlib import Path
@@ -104,8 +103,3 @@ def describe_tensors(directory: Path) -> dict[str, list[int]]:
             for key in tensors.keys():  # noqa: SIM118 (safe_open is not a mapping)
                 shapes[key] = list(tensors.get_slice(key).get_shape())
     return dict(sorted(shapes.items()))
-
-
-def write_json(path: Path, value: object) -> None:
-    """Sorted, indented JSON with a final newline (stable bytes)."""
-    path.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")

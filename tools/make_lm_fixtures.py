@@ -3,7 +3,7 @@ initialised Hugging Face transformers checkpoints (GPT-2 and Llama, float32) wit
 and the PyTorch reference's logits and greedy continuations for them.
 
     pip install 'zoo[fixtures]'        # torch, transformers, timm: not needed by the tests
-    python tools/make_lm_fixtures.py   # rewrites tests/fixtures/lm/ (about a minute on a CPU)
+    python tools/make_lm_fixtures.py   # rewrites tests/fixtures/lm/
 
 Each tests/fixtures/lm/<name>/ is what `save_pretrained(dir, safe_serialization=True)` writes
 (config.json, generation_config.json, model.safetensors or model.safetensors.index.json and its

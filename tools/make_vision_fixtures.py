@@ -3,7 +3,7 @@ and Hugging Face transformers image classifiers (ResNet and ViT, float32, 5 clas
 PyTorch reference's logits (and timm's intermediate features) for them.
 
     pip install 'zoo[fixtures]'           # torch, transformers, timm: not needed by the tests
-    python tools/make_vision_fixtures.py  # rewrites tests/fixtures/vision/ (seconds on a CPU)
+    python tools/make_vision_fixtures.py  # rewrites tests/fixtures/vision/
 
 A timm directory is what `timm.models.push_to_hf_hub` uploads, written by the function it calls,
 `timm.models._hub.save_for_hf(model, dir, safe_serialization=True, data_config=...)`: config.json
