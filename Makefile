@@ -41,7 +41,8 @@ eval: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
-# The edit loop: tests/unit only (tests/e2e is marked slow: subprocesses, venvs, signals).
+# The edit loop: tests/unit only (tests/e2e is marked slow: subprocesses, venvs, signals; so are
+# the few unit tests that compile many programs).
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -m "not slow" -q
 

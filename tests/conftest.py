@@ -2,7 +2,9 @@
 
 The tests mirror the package: tests/unit/<package>/ checks one package of zoo/ (core: the modules
 at zoo/'s top level), in-process; tests/e2e/ holds what needs subprocesses, venvs, signals or long
-runs, and every test there is marked `slow` here (make test-fast leaves them out).
+runs, and every test there is marked `slow` here (make test-fast leaves them out). A few unit tests
+that compile many programs (several seeds, both dtypes, every recipe) are marked `slow` where they
+stand: `make test` runs them, the edit loop does not.
 """
 
 from __future__ import annotations

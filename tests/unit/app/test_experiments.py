@@ -8,6 +8,7 @@ import json
 import sys
 
 import numpy as np
+import pytest
 from conftest import CONFIGS, compose_config
 
 from zoo.training.run import train
@@ -26,6 +27,7 @@ def test_the_experiments_are_the_documented_recipes():
     assert compose_config("train", ["experiment=digits_mlp", "optim.lr=0.5"]).optim.lr == 0.5
 
 
+@pytest.mark.slow  # compiles many programs: make test runs it, make test-fast leaves it out
 def test_every_experiment_runs_as_it_is_under_debug_fast(tmp_path, monkeypatch):
     """`train.py -m 'experiment=glob(*)' debug=fast`: every shipped recipe, given nothing more
     (finetune_digits starts from the digits mlp and parity data the zoo ships)."""

@@ -34,6 +34,7 @@ def test_forward_matches_seed_reference_exactly(seed, n_in, hidden):
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
 
 
+@pytest.mark.slow  # compiles many programs: make test runs it, make test-fast leaves it out
 def test_the_model_train_builds_in_one_program_has_the_seeds_parameters():
     # build_model initialises inside one jitted program; without zoo.models.layers.kept_apart XLA
     # folds the draw's scaling into the next multiply and about half of these cases differ.

@@ -197,6 +197,7 @@ def test_eval_mode_turns_dropout_off():
     np.testing.assert_array_equal(noisy.blocks.dropout.rngs.count[...], [0, 0, 0])
 
 
+@pytest.mark.slow  # compiles many programs: make test runs it, make test-fast leaves it out
 def test_training_step_carries_the_dropout_state_and_eval_graphdef_is_deterministic():
     import optax
 
@@ -243,6 +244,7 @@ def test_benchmark_baseline_forward_equals_the_model(causal):
     np.testing.assert_allclose(out, model(x), atol=ATOL)
 
 
+@pytest.mark.slow  # compiles many programs: make test runs it, make test-fast leaves it out
 def test_built_in_one_program_or_op_by_op_the_weights_are_equal():
     # nnx.Embed's default initialiser would differ in the last bit inside one program
     # (zoo.models.layers.embed_init keeps the draw apart); dropout's RNG state must match as well.

@@ -53,6 +53,7 @@ def wandb_history(run_file):
     return history
 
 
+@pytest.mark.slow  # compiles many programs: make test runs it, make test-fast leaves it out
 def test_every_logger_at_once_reads_back_every_metric_also_after_a_resume(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 

@@ -38,6 +38,7 @@ def final_record(overrides: list[str], steps: int) -> tuple[dict, jax.Array]:
     return record, model(run.data.x_val[:2])
 
 
+@pytest.mark.slow  # compiles many programs: make test runs it, make test-fast leaves it out
 @pytest.mark.parametrize(
     ("overrides", "steps", "converged"),
     [
