@@ -12,6 +12,7 @@ import signal
 import struct
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -240,3 +241,45 @@ def sigterm_during(monkeypatch, end_step: int) -> None:
         return signalled, evaluate
 
     monkeypatch.setattr(build, "make_steps", signalling_steps)
+
+
+# --- command-line tables
+
+
+APPS_DRIVER = textwrap.dedent(
+    """
+    import contextlib, io, json, sys
+    from zoo.app import cli
+
+    results = []
+    for app, args in json.load(open(sys.argv[1])):
+        sys.argv = [app + ".py", *args]
+        out, err = io.StringIO(), io.StringIO()
+        try:
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+                code = cli.train_app() if app == "train" else cli.eval_main()
+            code = code if isinstance(code, int) else 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+        results.append([code, out.getvalue(), err.getvalue()])
+    print(json.dumps(results))
+    """
+)
+
+
+def apps_in_one_process(cases: list[tuple[str, list[str]]], work: Path) -> list[tuple]:
+    """(exit code, stdout, stderr) of each `<app>.py <args>` of `cases` (app: "train" or "eval"),
+    run by the apps' own functions (what `zoo-train`/`zoo-eval` run short of ending the process)
+    in ONE child process: a table of refusals pays for one interpreter and one JAX start."""
+    (work / "cases.json").write_text(json.dumps(cases))
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    result = subprocess.run(
+        [sys.executable, "-c", APPS_DRIVER, str(work / "cases.json")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    return [tuple(r) for r in json.loads(result.stdout.strip().splitlines()[-1])]

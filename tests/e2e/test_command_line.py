@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, compose_config, run_script
 from flax import nnx
-from helpers import X, edit_config, read_metrics
+from helpers import X, apps_in_one_process, edit_config, read_metrics
 from matplotlib.image import imread
 from omegaconf import OmegaConf
 
@@ -35,20 +35,52 @@ def test_an_absent_gpu_backend_is_one_line_not_a_fall_back_to_the_cpu(tmp_path):
     assert not (tmp_path / "metrics.jsonl").exists()  # nothing ran on another backend
 
 
-def test_the_command_line_refuses_unknown_keys_with_one_line_and_no_traceback():
-    for override, line in [
-        ("+trainer.bogus=1", "error: unknown key trainer.bogus"),
-        ("+optim.bogus=1", "error: unknown key optim.bogus"),
-        ("+foo=1", "error: unknown key foo"),
-        ("optim.name=sgd", "error: optim.name=sgd does not choose the optim"),
-        ("data.name=npz", "error: data.name=npz does not choose the data"),
-        ("trainer.stepz=3", "error: unknown key trainer.stepz; did you mean trainer.steps?"),
-    ]:
-        result = run_script("train.py", override, timeout=120)
-        assert result.returncode == 2, (override, result.stderr)
-        (printed,) = result.stderr.strip().splitlines()
-        assert printed.startswith(line), printed
-        assert "jax" not in result.stdout  # refused before any JAX work
+UNKNOWN_KEYS = [
+    ("+trainer.bogus=1", "error: unknown key trainer.bogus"),
+    ("+optim.bogus=1", "error: unknown key optim.bogus"),
+    ("+foo=1", "error: unknown key foo"),
+    ("optim.name=sgd", "error: optim.name=sgd does not choose the optim"),
+    ("data.name=npz", "error: data.name=npz does not choose the data"),
+    ("trainer.stepz=3", "error: unknown key trainer.stepz; did you mean trainer.steps?"),
+]
+
+
+BAD_VALUES = [
+    ("model.depth=0", "model.depth"),
+    ("model.depth=abc", "model.depth"),
+    ("model.depht=3", "model.depht"),
+    ("model.activation=swish2", "model.activation"),
+    ("optim.lr=-1", "optim.lr"),
+    ("optim=adagrad", "optim/adagrad"),
+    ("trainer.batch_size=0", "trainer.batch_size"),
+]
+
+
+@pytest.fixture(scope="module")
+def refused(tmp_path_factory) -> dict[str, tuple]:
+    """Every refusal of the tables below, run by train.py's own function in one child process
+    (the other tests here run train.py itself): {override: (exit code, stdout, stderr, run dir)}."""
+    work = tmp_path_factory.mktemp("refused")
+    overrides = [o for o, _ in UNKNOWN_KEYS + BAD_VALUES]
+    dirs = [work / f"run{i}" for i in range(len(overrides))]
+    cases = [("train", [o, f"hydra.run.dir={d}"]) for o, d in zip(overrides, dirs, strict=True)]
+    results = apps_in_one_process(cases, work)
+    return {o: (*r, d) for o, r, d in zip(overrides, results, dirs, strict=True)}
+
+
+REFUSALS = pytest.mark.xdist_group("cli_refusals")  # one worker runs the fixture's one child
+
+
+@REFUSALS
+@pytest.mark.parametrize(("override", "line"), UNKNOWN_KEYS)
+def test_the_command_line_refuses_unknown_keys_with_one_line_and_no_traceback(
+    refused, override, line
+):
+    code, stdout, stderr, _ = refused[override]
+    assert code == 2, (override, stderr)
+    (printed,) = stderr.strip().splitlines()
+    assert printed.startswith(line), printed
+    assert "jax" not in stdout  # refused before any JAX work
 
 
 def test_help_lists_the_options_and_every_setting_but_no_schema():
@@ -176,26 +208,16 @@ def test_cli_deeper_gelu_model_trains(tmp_path):
     assert "step=600" in (tmp_path / "train.log").read_text()
 
 
-@pytest.mark.parametrize(
-    ("override", "key"),
-    [
-        ("model.depth=0", "model.depth"),
-        ("model.depth=abc", "model.depth"),
-        ("model.depht=3", "model.depht"),
-        ("model.activation=swish2", "model.activation"),
-        ("optim.lr=-1", "optim.lr"),
-        ("optim=adagrad", "optim/adagrad"),
-        ("trainer.batch_size=0", "trainer.batch_size"),
-    ],
-)
-def test_cli_bad_value_exits_nonzero_with_one_line(tmp_path, override, key):
-    result = run_script("train.py", override, f"hydra.run.dir={tmp_path}")
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
+@REFUSALS
+@pytest.mark.parametrize(("override", "key"), BAD_VALUES)
+def test_cli_bad_value_exits_nonzero_with_one_line(refused, override, key):
+    code, stdout, stderr, run_dir = refused[override]
+    assert code != 0
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
     assert lines[0].startswith("error: ") and key in lines[0]
-    assert "Traceback" not in result.stderr + result.stdout
-    assert not (tmp_path / "metrics.jsonl").exists()
+    assert "Traceback" not in stderr + stdout
+    assert not (run_dir / "metrics.jsonl").exists()
 
 
 def test_eval_default_matches_the_seed_function():
