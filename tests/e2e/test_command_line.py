@@ -56,19 +56,26 @@ BAD_VALUES = [
 ]
 
 
+REFUSALS = pytest.mark.xdist_group("cli_refusals")  # one worker runs the fixture's one child
+
+
+EVAL_BAD_INPUTS = [["run_dir=/nonexistent/run"], ["x=[1,2]"]]
+
+
 @pytest.fixture(scope="module")
 def refused(tmp_path_factory) -> dict[str, tuple]:
-    """Every refusal of the tables below, run by train.py's own function in one child process
-    (the other tests here run train.py itself): {override: (exit code, stdout, stderr, run dir)}."""
+    """Every refusal of the tables here, run by train.py's and eval.py's own functions in one
+    child process (the other tests here run the scripts themselves):
+    {"<app> <args>": (exit code, stdout, stderr, run dir)}."""
     work = tmp_path_factory.mktemp("refused")
-    overrides = [o for o, _ in UNKNOWN_KEYS + BAD_VALUES]
-    dirs = [work / f"run{i}" for i in range(len(overrides))]
-    cases = [("train", [o, f"hydra.run.dir={d}"]) for o, d in zip(overrides, dirs, strict=True)]
+    train = [o for o, _ in UNKNOWN_KEYS + BAD_VALUES] + ["data=npz", "model=transformer"]
+    dirs = [work / f"run{i}" for i in range(len(train))]
+    cases = [("train", [o, f"hydra.run.dir={d}"]) for o, d in zip(train, dirs, strict=True)]
+    cases += [("eval", args) for args in EVAL_BAD_INPUTS]
+    dirs += [None] * len(EVAL_BAD_INPUTS)
     results = apps_in_one_process(cases, work)
-    return {o: (*r, d) for o, r, d in zip(overrides, results, dirs, strict=True)}
-
-
-REFUSALS = pytest.mark.xdist_group("cli_refusals")  # one worker runs the fixture's one child
+    names = [f"{app} {args[0]}" for app, args in cases]
+    return {n: (*r, d) for n, r, d in zip(names, results, dirs, strict=True)}
 
 
 @REFUSALS
@@ -76,7 +83,7 @@ REFUSALS = pytest.mark.xdist_group("cli_refusals")  # one worker runs the fixtur
 def test_the_command_line_refuses_unknown_keys_with_one_line_and_no_traceback(
     refused, override, line
 ):
-    code, stdout, stderr, _ = refused[override]
+    code, stdout, stderr, _ = refused[f"train {override}"]
     assert code == 2, (override, stderr)
     (printed,) = stderr.strip().splitlines()
     assert printed.startswith(line), printed
@@ -170,10 +177,11 @@ def test_refusals_on_the_command_line_are_one_line_and_leave_no_directory(tmp_pa
     )
 
 
-def test_model_transformer_with_the_default_data_exits_with_one_line(tmp_path):
-    result = run_script("train.py", "model=transformer", f"hydra.run.dir={tmp_path}")
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
+@REFUSALS
+def test_model_transformer_with_the_default_data_exits_with_one_line(refused):
+    code, _, stderr, _ = refused["train model=transformer"]
+    assert code == 2
+    assert stderr.strip().splitlines() == [
         "error: data.in_features cannot be resolved: "
         "Interpolation key 'model.in_features' not found "
         "(this data follows the model's settings: choose data the model takes)"
@@ -211,7 +219,7 @@ def test_cli_deeper_gelu_model_trains(tmp_path):
 @REFUSALS
 @pytest.mark.parametrize(("override", "key"), BAD_VALUES)
 def test_cli_bad_value_exits_nonzero_with_one_line(refused, override, key):
-    code, stdout, stderr, run_dir = refused[override]
+    code, stdout, stderr, run_dir = refused[f"train {override}"]
     assert code != 0
     lines = stderr.strip().splitlines()
     assert len(lines) == 1, stderr
@@ -247,13 +255,12 @@ def test_eval_reports_a_runs_validation_loss(tmp_path):
     assert reported == pytest.approx(logged, rel=1e-5)
 
 
-@pytest.mark.parametrize("args", [["run_dir=/nonexistent/run"], ["x=[1,2]"]])
-def test_eval_bad_input_exits_nonzero_with_one_line(args):
-    result = run_script("eval.py", *args)
-    assert result.returncode != 0
-    assert (
-        result.stderr.strip().startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
-    )
+@REFUSALS
+@pytest.mark.parametrize("args", EVAL_BAD_INPUTS)
+def test_eval_bad_input_exits_nonzero_with_one_line(refused, args):
+    code, _, stderr, _ = refused[f"eval {args[0]}"]
+    assert code != 0
+    assert stderr.strip().startswith("error: ") and len(stderr.strip().splitlines()) == 1
 
 
 def test_bad_file_from_the_command_line_is_one_line_and_exit_2(tmp_path):
@@ -265,10 +272,11 @@ def test_bad_file_from_the_command_line_is_one_line_and_exit_2(tmp_path):
     assert "Traceback" not in result.stdout + result.stderr
 
 
-def test_npz_without_a_path_names_the_key(tmp_path):
-    result = run_script("train.py", "data=npz", cwd=tmp_path)
-    assert result.returncode == 2
-    assert result.stderr.strip() == "error: data.path is required: set data.path=<a string>"
+@REFUSALS
+def test_npz_without_a_path_names_the_key(refused):
+    code, _, stderr, _ = refused["train data=npz"]
+    assert code == 2
+    assert stderr.strip() == "error: data.path is required: set data.path=<a string>"
 
 
 def test_eval_of_a_run_finds_a_relative_data_path_from_anywhere(regression_npz, tmp_path):
