@@ -42,8 +42,9 @@ def test_create_model_by_name_alone_is_the_model_train_builds(name):
     config_name, kwargs = model_kwargs(cfg.model)
     assert config_name == name
     ours = zoo.create_model(name, rngs=nnx.Rngs(0))
-    assert zoo.model_spec(ours)[1] == zoo.model_spec(build_model(name, kwargs, 0))[1]
-    theirs = params(build_model(name, kwargs, 0))
+    built = build_model(name, kwargs, 0)
+    assert zoo.model_spec(ours)[1] == zoo.model_spec(built)[1]
+    theirs = params(built)
     mine = params(ours)
     assert mine.keys() == theirs.keys()
     for path in mine:
