@@ -150,6 +150,7 @@ def build_run(cfg: DictConfig) -> Run:
         learning_rate=learning_rate,
         accumulate=trainer.accumulate,
         ema=trainer.ema,
+        streamed=data.stream is not None,
     )
     return Run(
         name,
@@ -165,4 +166,5 @@ def build_run(cfg: DictConfig) -> Run:
         trainer.log_every,
         trainer.eval_every,
         init_report,
+        trainer.accumulate,
     )

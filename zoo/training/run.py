@@ -193,7 +193,7 @@ def log_model(run: Run) -> None:
         run.name,
         run.kwargs,
         sum(p.size for p in jax.tree.leaves(run.state.params)),
-        len(run.data.x_train),
+        run.data.n_train,
         len(run.data.x_val),
         run.data.task,
     )
