@@ -13,6 +13,7 @@ import pytest
 from conftest import ROOT, compose_config
 from omegaconf import OmegaConf
 
+from zoo.app.evaluation import evaluate_run
 from zoo.data import tokens
 from zoo.data.dataset import make_dataset
 from zoo.data.text import find_sources
@@ -185,22 +186,48 @@ def test_a_tokenizer_directory_without_tokenizer_json_is_one_line(corpus, tmp_pa
         make_dataset(cfg, OmegaConf.create({}))
 
 
-def test_a_causal_transformer_learns_the_text_and_resumes_bitwise(corpus, tmp_path, caplog):
+RUN = [
+    "trainer.steps=40", "trainer.log_every=10", "trainer.eval_every=20", "trainer.ckpt_every=20",
+    "trainer.plots=false",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def whole_run(corpus, tmp_path_factory) -> tuple[Path, dict]:
+    """A tiny causal transformer trained 40 steps on the corpus, checkpoints at 20 and 40."""
+    run_dir = tmp_path_factory.mktemp("whole")
+    return run_dir, train(text_config(corpus, run_dir.parent / "cache", *RUN), run_dir)
+
+
+def test_a_causal_transformer_learns_the_text_and_resumes_bitwise(
+    corpus, whole_run, tmp_path, caplog
+):
     """A run resumed from its checkpoint at step 20 (as after a SIGKILL past it) reads the same
     windows and ends bit for bit where the uninterrupted run did."""
-    run = [
-        "trainer.steps=40", "trainer.log_every=10", "trainer.eval_every=20",
-        "trainer.ckpt_every=20", "trainer.plots=false",
-    ]  # fmt: skip
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
-    result = train(text_config(corpus, tmp_path / "cache", *run), whole)
+    whole, result = whole_run
     assert result["val_perplexity"] == pytest.approx(math.exp(result["val_loss"]), rel=1e-5)
     assert result["val_perplexity"] < 8  # from 256 byte symbols: it learned the sentences
+    killed = tmp_path / "killed"
     shutil.copytree(whole, killed, ignore=shutil.ignore_patterns("40", "model", "best"))
     with caplog.at_level(logging.INFO, logger="zoo.checkpoint.resume"):
-        train(text_config(corpus, tmp_path / "cache", *run, "trainer.resume=true"), killed)
+        train(text_config(corpus, whole.parent / "cache", *RUN, "trainer.resume=true"), killed)
     assert "resuming from the checkpoint at step 20" in caplog.text
     assert (killed / "metrics.jsonl").read_text() == (whole / "metrics.jsonl").read_text()
     assert (killed / "model" / "model.safetensors").read_bytes() == (
         whole / "model" / "model.safetensors"
     ).read_bytes()
+
+
+def test_eval_scores_a_run_or_its_model_on_another_text(whole_run, tmp_path, capsys):
+    whole, result = whole_run
+    own = evaluate_run(whole)
+    assert own == {k: pytest.approx(result[k], rel=1e-6) for k in own}
+    assert set(own) == {"val_loss", "val_accuracy", "val_perplexity"}
+    other = tmp_path / "other.txt"
+    other.write_text("".join(sorted(TEXT)))  # the same symbols in another order: harder
+    data = data_config(other, whole.parent / "cache")
+    scored = evaluate_run(whole / "model", data)  # a pretrained directory, on a text
+    assert scored["val_perplexity"] > own["val_perplexity"]
+    too_long = data_config(other, whole.parent / "cache", length=17)
+    with pytest.raises(ZooError, match=r"^data.length=17 is beyond the model's 16 positions"):
+        evaluate_run(whole / "model", too_long)
