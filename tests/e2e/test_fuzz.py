@@ -334,6 +334,60 @@ def cases(tmp_path_factory) -> list[tuple[str, list[str], str]]:
         (t, [*a.split(), f"hydra.run.dir={d}/ckpt_run{i}"], m)
         for i, (a, m) in enumerate(checkpoint_dirs)
     ]
+
+    # issue 24: data=text (files, tokenizer, length against a saved model's positions)
+    texts = d / "texts"
+    (texts / "none").mkdir(parents=True)
+    (texts / "empty.txt").write_text("")
+    (texts / "latin1.txt").write_bytes(b"na\xefve caf\xe9\n" * 100)
+    (texts / "short.txt").write_text("too short\n")
+    (texts / "ok.txt").write_text("a line of text to score\n" * 100)
+    from flax import nnx
+
+    from zoo import create_model, save_pretrained
+
+    small = create_model("transformer", vocab_size=256, d_model=8, num_heads=2, num_layers=1,
+                         max_len=16, causal=True, rngs=nnx.Rngs(0))  # fmt: skip
+    save_pretrained(small, texts / "small_lm")
+    text_cases = [
+        (f"data.path={texts / 'empty.txt'}", "empty.txt: the file is empty"),
+        (f"data.path={texts / 'none'}", "none: the directory holds no text files"),
+        (f"data.path={texts / 'latin1.txt'}", "latin1.txt: not UTF-8 text (byte 2 is ef)"),
+        (f"data.path={texts}/*.md", "the pattern matches no files"),
+        (f"data.path={texts / 'short.txt'}", "10 tokens are too few for data.length=128"),
+        (f"data.tokenizer={texts / 'none'}", "the directory holds no tokenizer.json"),
+        (f"data.tokenizer={texts / 'nowhere'}", "no such file or directory"),
+        (f"data.tokenizer={texts / 'ok.txt'}", "not a readable tokenizer.json"),
+        (f"data.cache_dir={texts / 'ok.txt'}/below", "cannot create it"),
+        ("data.length=0", "data.length=0 is invalid"),
+    ]
+    cache = f"data.cache_dir={texts}/cache"  # not the user's ~/.cache
+    table += [
+        (
+            "train",
+            [
+                "model=transformer",
+                "data=text",
+                *(a if "cache_dir" in a else f"{a} {cache}").split(),
+                f"hydra.run.dir={d}/text{i}",
+            ],  # fmt: skip
+            m,
+        )
+        for i, (a, m) in enumerate(text_cases)
+    ]
+    table.append(
+        (
+            "eval",
+            [
+                f"run_dir={texts / 'small_lm'}",
+                "data=text",
+                f"data.path={texts / 'ok.txt'}",
+                f"data.cache_dir={texts}/cache",
+                "data.length=32",
+            ],  # fmt: skip
+            "data.length=32 is beyond the model's 16 positions",
+        )
+    )
     return table
 
 
