@@ -388,6 +388,19 @@ def cases(tmp_path_factory) -> list[tuple[str, list[str], str]]:
             "data.length=32 is beyond the model's 16 positions",
         )
     )
+    lora = "model=transformer data=sequence model.lora.rank=2"
+    table += [
+        ("train", [*f"{lora} {a}".split(), f"hydra.run.dir={d}/lora{i}"], m)
+        for i, (a, m) in enumerate(
+            [
+                ("model.lora.targets=[blocks/attn/qury]", "pattern 'blocks/attn/qury' matches"),
+                ("model=mlp data=teacher", "the default patterns (**/attn/*, **/self_attn/*"),
+                ("model.lora.rank=-1", "model.lora.rank=-1 is invalid"),
+                ("model.lora.rnk=2", "unknown key model.lora.rnk; did you mean model.lora.rank?"),
+                ("model.lora.targets=[]", "model.lora.targets"),
+            ]
+        )
+    ]
     return table
 
 

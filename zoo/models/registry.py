@@ -176,13 +176,15 @@ def get_model_class(name: str) -> Callable[..., Any]:
     return registry.builder("model", name)
 
 
-def create_model(name: str, *, rngs: Any, **kwargs: Any) -> Any:
+def create_model(name: str, *, rngs: Any, lora: Any = None, **kwargs: Any) -> Any:
     """Build the registered model `name`: exactly the model `train.py model=<name>` builds with
     these settings.
 
     Args:
         name: the registry name.
         rngs: the model's `nnx.Rngs`.
+        lora: `model.lora` settings (rank, alpha, dropout, targets); with a rank above 0, the
+            layers its targets select get adapters (zoo.models.lora.add_lora).
         **kwargs: settings over the declared defaults (`hidden=16`).
 
     Returns:
@@ -193,7 +195,14 @@ def create_model(name: str, *, rngs: Any, **kwargs: Any) -> Any:
         SettingError: an unknown setting (with the closest one) or a value its declaration does
             not allow.
     """
-    return get_model_class(name)(rngs=rngs, **model_arguments(name, kwargs))
+    model = get_model_class(name)(rngs=rngs, **model_arguments(name, kwargs))
+    if lora is not None:
+        from zoo.models.lora import add_lora, lora_of
+
+        adapters = lora_of({"lora": lora})
+        if adapters is not None:
+            add_lora(model, rngs=rngs, **adapters)
+    return model
 
 
 def model_arguments(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from safetensors.numpy import save_file
 
 from zoo.errors import ZooError
 from zoo.files import follow_umask, staging_directory
+from zoo.models.lora import merge_lora
 from zoo.models.registry import create_model, model_settings, model_spec
 from zoo.weights.format import (
     CONFIG,
@@ -54,6 +55,7 @@ def save_pretrained(model: nnx.Module, directory: str | os.PathLike) -> Path:
         ZooError: the model is not registered, an argument is not plain JSON, or the directory
             holds other files.
     """
+    model = merge_lora(model)  # LoRA's adapters folded into the kernels: a plain model
     name, kwargs = model_spec(model)
     for key, value in kwargs.items():
         if not is_plain(value):

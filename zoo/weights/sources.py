@@ -159,7 +159,7 @@ class CheckpointSource(WeightSource):
         if not isinstance(model_cfg, dict) or not isinstance(model_cfg.get("name"), str):
             return frozenset()
         name = model_cfg["name"]
-        kwargs = {k: v for k, v in model_cfg.items() if k not in ("_target_", "name")}
+        kwargs = {k: v for k, v in model_cfg.items() if k not in ("_target_", "name", "lora")}
         try:  # by registry name only; the widths that data gave the run do not move any module
             model = nnx.eval_shape(lambda: create_model(name, rngs=nnx.Rngs(0), **kwargs))
         except (ZooError, TypeError, ValueError):
