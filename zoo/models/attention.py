@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 
 class KVCache(NamedTuple):
@@ -83,3 +84,30 @@ def attend(
         query, keys.astype(query.dtype), values.astype(query.dtype), mask=mask
     )
     return out, cache
+
+
+def positions_from_mask(mask: jax.Array) -> jax.Array:
+    """Each token's position: the real tokens before it (pads get 0), as `generate` in Hugging
+    Face transformers numbers a left-padded row."""
+    mask = mask.astype(jnp.int32)
+    return jnp.maximum(jnp.cumsum(mask, axis=-1) - 1, 0) * mask
+
+
+def scan_decoder(
+    blocks: nnx.Module, h: jax.Array, cache: KVCache | None, **kwargs
+) -> tuple[jax.Array, KVCache | None]:
+    """Apply stacked decoder `blocks` (each called `block(h, cache=..., **kwargs)` and returning
+    `(h, cache)`) with one scan; `cache` has a leading layer axis and is scanned alongside."""
+    if cache is None:
+
+        @nnx.scan(in_axes=(0, nnx.Carry), out_axes=nnx.Carry)
+        def plain(block: nnx.Module, x: jax.Array) -> jax.Array:
+            return block(x, cache=None, **kwargs)[0]
+
+        return plain(blocks, h), None
+
+    @nnx.scan(in_axes=(0, nnx.Carry, 0), out_axes=(nnx.Carry, 0))
+    def cached(block: nnx.Module, x: jax.Array, layer: KVCache):
+        return block(x, cache=layer, **kwargs)
+
+    return cached(blocks, h, cache)
