@@ -1,0 +1,125 @@
+"""Published language-model checkpoints (Hugging Face GPT-2 and Llama directories written by
+transformers, tests/fixtures/lm): logits against transformers' own within 1e-4, both config.json
+layouts, sharded files, and the round trip zoo -> Hugging Face layout -> zoo bit for bit."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import ROOT
+from flax import nnx
+from safetensors.numpy import load_file
+
+import zoo
+
+LM = ROOT / "tests" / "fixtures" / "lm"
+FIXTURES = ["gpt2_tiny", "gpt2_sharded", "llama_gqa", "llama_rope3"]
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    """Each fixture's model (loaded once), its load report and reference arrays."""
+    result = {}
+    for name in FIXTURES:
+        model, report = zoo.from_pretrained(LM / name, output_loading_info=True)
+        result[name] = (model, report, dict(np.load(LM / name / "reference.npz")))
+    return result
+
+
+def logits_of(model, ref):
+    """The model's logits on the reference inputs, in one jitted program."""
+    graphdef, state = nnx.split(model)
+
+    @jax.jit
+    def run(state, ids, mask, positions):
+        return nnx.merge(graphdef, state)(ids, mask=mask, positions=positions)
+
+    return np.asarray(run(state, ref["input_ids"], ref["attention_mask"], ref["position_ids"]))
+
+
+def max_error(logits, ref):
+    real = ref["attention_mask"].astype(bool)  # pad positions' logits mean nothing
+    return float(np.abs(logits - ref["logits"])[real].max())
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_logits_match_transformers_within_1e_4(loaded, name):
+    model, report, ref = loaded[name]
+    assert report.ok and not report.unexpected
+    family = zoo.model_spec(model)[0]
+    assert family == name.split("_")[0]
+    assert max_error(logits_of(model, ref), ref) <= 1e-4
+
+
+def test_settings_come_from_config_json(loaded):
+    gpt2 = zoo.model_spec(loaded["gpt2_tiny"][0])[1]
+    assert (gpt2["eps"], gpt2["vocab_size"], gpt2["mlp_dim"], gpt2["max_len"]) == (
+        1e-3,
+        99,
+        None,
+        64,
+    )
+    assert zoo.model_spec(loaded["gpt2_sharded"][0])[1]["mlp_dim"] == 48
+    gqa = zoo.model_spec(loaded["llama_gqa"][0])[1]
+    assert (gqa["num_heads"], gqa["num_kv_heads"], gqa["tie_embeddings"]) == (4, 2, False)
+    assert gqa["rope_scaling"] is None and gqa["rope_theta"] == 10000.0
+    rope3 = zoo.model_spec(loaded["llama_rope3"][0])[1]
+    assert rope3["tie_embeddings"] and rope3["num_kv_heads"] == 1
+    assert rope3["rope_scaling"] == {
+        "rope_type": "llama3",
+        "factor": 8.0,
+        "high_freq_factor": 4.0,
+        "low_freq_factor": 1.0,
+        "original_max_position_embeddings": 32,
+    }
+    assert loaded["llama_rope3"][0].head is None and loaded["llama_gqa"][0].head is not None
+
+
+def test_the_transformers_4_config_layout_gives_the_same_logits_bit_for_bit(loaded, tmp_path):
+    copy = tmp_path / "legacy"
+    shutil.copytree(LM / "llama_rope3", copy)
+    shutil.copy(copy / "legacy_config.json", copy / "config.json")
+    model, _, ref = loaded["llama_rope3"]
+    legacy = zoo.from_pretrained(copy)
+    assert zoo.model_spec(legacy) == zoo.model_spec(model)
+    np.testing.assert_array_equal(logits_of(legacy, ref), logits_of(model, ref))
+
+
+@pytest.mark.parametrize("name", ["gpt2_sharded", "llama_gqa", "llama_rope3"])
+def test_written_back_in_the_hf_layout_the_files_and_the_model_round_trip_bitwise(
+    loaded, name, tmp_path
+):
+    model = loaded[name][0]
+    out = zoo.save_pretrained(model, tmp_path / name, format="hf")
+    written = load_file(out / "model.safetensors")
+    if name == "gpt2_sharded":
+        original = {}
+        for shard in sorted((LM / name).glob("model-*.safetensors")):
+            original |= load_file(shard)
+    else:
+        original = load_file(LM / name / "model.safetensors")
+    assert written.keys() == original.keys()  # transformers' names, no lm_head when tied
+    for key, value in original.items():
+        np.testing.assert_array_equal(written[key], value, err_msg=key)
+    config = json.loads((out / "config.json").read_text())
+    reference = json.loads((LM / name / "config.json").read_text())
+    keys = ("model_type", "vocab_size", "tie_word_embeddings", "architectures")
+    assert {k: config[k] for k in keys} == {k: reference.get(k, True) for k in keys}
+    again = zoo.from_pretrained(out)
+    assert zoo.model_spec(again) == zoo.model_spec(model)
+    a, b = nnx.to_flat_state(nnx.state(model)), nnx.to_flat_state(nnx.state(again))
+    for (path, x), (_, y) in zip(a, b, strict=True):
+        np.testing.assert_array_equal(np.asarray(x[...]), np.asarray(y[...]), err_msg=str(path))
+
+
+def test_a_bfloat16_load_keeps_bfloat16_parameters(loaded):
+    model = zoo.from_pretrained(LM / "llama_gqa", dtype="bfloat16")
+    kernel = model.blocks.attn.query.kernel[...]
+    assert kernel.dtype == jnp.bfloat16 and kernel.shape == (2, 32, 32)
+    reference = loaded["llama_gqa"][0].blocks.attn.query.kernel[...]
+    np.testing.assert_array_equal(kernel, reference.astype(jnp.bfloat16))
