@@ -29,6 +29,7 @@ _EXPORTS = {
     "LoadReport": "zoo.weights.load",
     "inspect_weights": "zoo.weights.inspection",
     "diff_weights": "zoo.weights.inspection",
+    "generate": "zoo.models.generation",
 }
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "save_pretrained",
     "setting",
     "train",
+    "generate",
 ]
 
 if TYPE_CHECKING:
@@ -58,6 +60,7 @@ if TYPE_CHECKING:
     from zoo.config.registry import declare
     from zoo.errors import ZooError
     from zoo.models.deep_nested.modeling import deep_nested_forward
+    from zoo.models.generation import generate
     from zoo.models.registry import (
         create_model,
         get_model_class,

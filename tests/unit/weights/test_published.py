@@ -1,6 +1,7 @@
 """Published language-model checkpoints (Hugging Face GPT-2 and Llama directories written by
 transformers, tests/fixtures/lm): logits against transformers' own within 1e-4, both config.json
-layouts, sharded files, and the round trip zoo -> Hugging Face layout -> zoo bit for bit."""
+layouts, sharded files, greedy generation with the KV cache token for token, cached logits
+against a full forward, and the round trip zoo -> Hugging Face layout -> zoo bit for bit."""
 
 from __future__ import annotations
 
@@ -31,29 +32,64 @@ def loaded():
     return result
 
 
-def logits_of(model, ref):
-    """The model's logits on the reference inputs, in one jitted program."""
+@pytest.fixture(scope="module")
+def generated(loaded):
+    """Per fixture: greedy tokens and per-step logits from zoo.generate (KV cache), and the
+    logits of one uncached forward over the prompts and transformers' continuations."""
+    result = {}
+    for name, (model, _, ref) in loaded.items():
+        prompts = [
+            list(r[m == 1]) for r, m in zip(ref["prompt_ids"], ref["prompt_mask"], strict=True)
+        ]
+        tokens, steps = zoo.generate(model, prompts, max_new_tokens=8, output_logits=True)
+        full = logits_of(
+            model, ref["generated"], ref["generated_mask"], ref["generated_position_ids"]
+        )
+        result[name] = (np.asarray(tokens), steps, full)
+    return result
+
+
+def logits_of(model, ids, mask, positions):
+    """The model's logits, in one jitted program."""
     graphdef, state = nnx.split(model)
 
     @jax.jit
     def run(state, ids, mask, positions):
         return nnx.merge(graphdef, state)(ids, mask=mask, positions=positions)
 
-    return np.asarray(run(state, ref["input_ids"], ref["attention_mask"], ref["position_ids"]))
+    return np.asarray(run(state, ids, mask, positions))
 
 
-def max_error(logits, ref):
-    real = ref["attention_mask"].astype(bool)  # pad positions' logits mean nothing
-    return float(np.abs(logits - ref["logits"])[real].max())
+def reference_logits(model, ref):
+    return logits_of(model, ref["input_ids"], ref["attention_mask"], ref["position_ids"])
 
 
 @pytest.mark.parametrize("name", FIXTURES)
-def test_logits_match_transformers_within_1e_4(loaded, name):
+def test_logits_match_transformers_within_1e_4(loaded, generated, name):
     model, report, ref = loaded[name]
     assert report.ok and not report.unexpected
-    family = zoo.model_spec(model)[0]
-    assert family == name.split("_")[0]
-    assert max_error(logits_of(model, ref), ref) <= 1e-4
+    assert zoo.model_spec(model)[0] == name.split("_")[0]
+    real = ref["generated_mask"] == 1  # pad positions' logits mean nothing
+    assert np.abs(generated[name][2] - ref["generated_logits"])[real].max() <= 1e-4
+
+
+def test_llama3_rope_scaling_matches_past_the_original_context(loaded):
+    model, _, ref = loaded["llama_rope3"]  # 40 tokens, over original_max_position_embeddings=32
+    real = ref["attention_mask"] == 1  # rows left-padded, right-padded and full
+    assert np.abs(reference_logits(model, ref) - ref["logits"])[real].max() <= 1e-4
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_greedy_generation_equals_transformers_and_cached_logits_equal_a_full_forward(
+    generated, loaded, name
+):
+    tokens, steps, full = generated[name]
+    ref = loaded[name][2]
+    prompt = ref["prompt_ids"].shape[1]
+    np.testing.assert_array_equal(tokens, ref["generated"][:, prompt:])
+    # step t's cached logits against the uncached forward's at the position that predicted it
+    assert np.abs(steps - full[:, prompt - 1 : prompt + 7]).max() <= 1e-5
+    assert np.abs(steps - ref["step_logits"]).max() <= 1e-4
 
 
 def test_settings_come_from_config_json(loaded):
@@ -87,7 +123,7 @@ def test_the_transformers_4_config_layout_gives_the_same_logits_bit_for_bit(load
     model, _, ref = loaded["llama_rope3"]
     legacy = zoo.from_pretrained(copy)
     assert zoo.model_spec(legacy) == zoo.model_spec(model)
-    np.testing.assert_array_equal(logits_of(legacy, ref), logits_of(model, ref))
+    np.testing.assert_array_equal(reference_logits(legacy, ref), reference_logits(model, ref))
 
 
 @pytest.mark.parametrize("name", ["gpt2_sharded", "llama_gqa", "llama_rope3"])

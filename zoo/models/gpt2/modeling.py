@@ -88,7 +88,7 @@ class GPT2(nnx.Module):
         rngs: nnx.Rngs,
     ):
         precision = precision_kwargs(dtype, param_dtype)
-        self.max_len = max_len
+        self.max_len, self.num_layers, self.compute_dtype = max_len, num_layers, jnp.dtype(dtype)
         self.num_kv_heads, self.head_dim = num_heads, d_model // num_heads
         self.embed = nnx.Embed(vocab_size, d_model, embedding_init=INIT, rngs=rngs, **precision)
         self.positions = nnx.Embed(max_len, d_model, embedding_init=INIT, rngs=rngs, **precision)
@@ -100,6 +100,12 @@ class GPT2(nnx.Module):
             rngs,
         )
         self.norm = nnx.LayerNorm(d_model, epsilon=eps, rngs=rngs, **precision)
+
+    def init_cache(self, batch: int, capacity: int) -> KVCache:
+        """An empty key/value cache of every layer for `batch` rows of `capacity` tokens."""
+        return KVCache.empty(
+            batch, capacity, self.num_kv_heads, self.head_dim, self.compute_dtype, self.num_layers
+        )
 
     def __call__(
         self,

@@ -135,7 +135,7 @@ class Llama(nnx.Module):
         rngs: nnx.Rngs,
     ):
         precision = precision_kwargs(dtype, param_dtype)
-        self.max_len = max_len
+        self.max_len, self.num_layers, self.compute_dtype = max_len, num_layers, jnp.dtype(dtype)
         self.num_kv_heads = num_kv_heads or num_heads
         self.head_dim = head_dim or d_model // num_heads
         scaling = dict(rope_scaling) if rope_scaling is not None else None
@@ -165,6 +165,12 @@ class Llama(nnx.Module):
             else nnx.Linear(
                 d_model, vocab_size, use_bias=False, kernel_init=INIT, rngs=rngs, **precision
             )
+        )
+
+    def init_cache(self, batch: int, capacity: int) -> KVCache:
+        """An empty key/value cache of every layer for `batch` rows of `capacity` tokens."""
+        return KVCache.empty(
+            batch, capacity, self.num_kv_heads, self.head_dim, self.compute_dtype, self.num_layers
         )
 
     def __call__(
