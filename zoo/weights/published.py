@@ -126,6 +126,7 @@ class PublishedCheckpoint:
         if config is None:
             raise ZooError(f"{self.directory / CONFIG}: not a published config.json")
         self.conversion = conversion_of(self.directory, config)
+        published_settings(self.directory)  # a config the family cannot build is one line here
         self.files, headers = _weight_files(self.directory)
         self._plan: dict[str, tuple[Row, list[str]]] = {}  # state path -> (row, names by layer)
         self.layout: dict[str, jax.ShapeDtypeStruct] = {}

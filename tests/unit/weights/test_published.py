@@ -159,3 +159,54 @@ def test_a_bfloat16_load_keeps_bfloat16_parameters(loaded):
     assert kernel.dtype == jnp.bfloat16 and kernel.shape == (2, 32, 32)
     reference = loaded["llama_gqa"][0].blocks.attn.query.kernel[...]
     np.testing.assert_array_equal(kernel, reference.astype(jnp.bfloat16))
+
+
+def test_zoo_generate_prints_transformers_greedy_continuations_from_a_prompts_file(
+    loaded, tmp_path, capsys
+):
+    from tokenizers import Tokenizer
+
+    from zoo.app.generate import main
+
+    ref = loaded["gpt2_tiny"][2]
+    tokenizer = Tokenizer.from_file(str(LM / "gpt2_tiny" / "tokenizer.json"))
+    rows = [
+        list(map(int, r[m == 1]))
+        for r, m in zip(ref["prompt_ids"], ref["prompt_mask"], strict=True)
+    ]
+    (tmp_path / "prompts.txt").write_text("".join(tokenizer.decode(r) + "\n" for r in rows))
+    out = tmp_path / "out.jsonl"
+    args = [f"source={LM / 'gpt2_tiny'}", f"prompts_file={tmp_path / 'prompts.txt'}"]
+    main([*args, f"out={out}", "max_new_tokens=8"])
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["prompt_ids"] for r in records] == rows
+    prompt = ref["prompt_ids"].shape[1]
+    assert [r["ids"] for r in records] == ref["generated"][:, prompt:].tolist()
+    assert (
+        records[0]["completion"]
+        == tokenizer.decode(ref["generated"][0, prompt:].tolist())[-len(records[0]["completion"]) :]
+    )
+    main([f"source={LM / 'gpt2_tiny'}", f"prompt={tokenizer.decode(rows[1])}", "max_new_tokens=8"])
+    printed = capsys.readouterr().out.strip().splitlines()[-1]
+    assert printed == records[1]["prompt"] + records[1]["completion"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["max_new_tokns=3"], "unknown setting 'max_new_tokns'; did you mean 'max_new_tokens'?"),
+        (["top_p=1.5"], "top_p=1.5 is invalid"),
+        (["prompt=hi"], "give source="),
+        ([f"source={LM / 'gpt2_tiny'}"], "give prompt=<text> or prompts_file="),
+        ([f"source={LM}/none", "prompt=hi"], "none: no such directory"),
+        ([f"source={LM / 'gpt2_tiny'}", "prompt=hi", f"tokenizer={LM}"], "no tokenizer.json"),
+    ],
+)
+def test_zoo_generate_refuses_bad_settings_in_one_line(args, message, capsys):
+    from zoo.app.generate import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
