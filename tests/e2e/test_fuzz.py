@@ -335,6 +335,61 @@ def cases(tmp_path_factory) -> list[tuple[str, list[str], str]]:
         for i, (a, m) in enumerate(checkpoint_dirs)
     ]
 
+    # issue 21: published (Hugging Face) checkpoint directories, damaged one way each
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    lm = Path(__file__).resolve().parents[1] / "fixtures" / "lm"
+
+    def published(name: str, fixture: str = "llama_gqa", config=None, tensors=None) -> Path:
+        copy = d / f"hf_{name}"
+        shutil.copytree(lm / fixture, copy)
+        if config is not None:
+            edited = json.loads((copy / "config.json").read_text())
+            (copy / "config.json").write_text(json.dumps(config(edited) or edited))
+        if tensors is not None:
+            weights = load_file(copy / "model.safetensors")
+            tensors(weights)
+            save_file(weights, copy / "model.safetensors", metadata={"format": "pt"})
+        return copy
+
+    bert = published("bert", config=lambda c: c.update(model_type="bert"))
+    yarn = published("yarn", config=lambda c: c["rope_parameters"].update(rope_type="yarn"))
+    heads = published("heads", config=lambda c: c.update(num_key_value_heads=3))
+    gap = published("gap", tensors=lambda t: t.pop("model.layers.0.mlp.up_proj.weight"))
+    short = published("short", tensors=lambda t: t.pop("model.layers.1.mlp.up_proj.weight"))
+    extra = published("extra", tensors=lambda t: t.update({"lm_head.bias": np.zeros(128, "f4")}))
+    shaped = published(
+        "shaped", tensors=lambda t: t.update({"model.norm.weight": np.ones(31, "f4")})
+    )
+    truncated = published("truncated")
+    whole = (truncated / "model.safetensors").read_bytes()
+    (truncated / "model.safetensors").write_bytes(whole[: len(whole) // 2])
+    no_config = published("no_config")
+    (no_config / "config.json").unlink()
+    shard = published("shard", "gpt2_sharded")
+    (shard / "model-00002-of-00003.safetensors").unlink()
+    escape = published("escape", "gpt2_sharded")
+    index = json.loads((escape / "model.safetensors.index.json").read_text())
+    index["weight_map"]["transformer.wte.weight"] = "../../model.safetensors"
+    (escape / "model.safetensors.index.json").write_text(json.dumps(index))
+    llama = ["model=llama", "model.d_model=32", "model.num_heads=4", "model.num_kv_heads=2"]
+    llama += ["model.num_layers=2", "model.mlp_dim=80", "data=sequence", "data.vocab_size=128"]
+    table += [
+        ("eval", ["mode=inspect", f"source={bert}"], "unknown model_type 'bert'"),
+        ("eval", ["mode=inspect", f"source={yarn}"], "rope_type='yarn' is not supported"),
+        ("eval", ["mode=inspect", f"source={gap}"], "missing tensor model.layers.0.mlp.up_proj"),
+        ("eval", ["mode=inspect", f"source={truncated}"], "unreadable weights"),
+        ("eval", ["mode=inspect", f"source={no_config}"], "config.json: no such file"),
+        ("eval", ["mode=inspect", f"source={shard}"], "model-00002-of-00003.safetensors: no such"),
+        ("eval", ["mode=inspect", f"source={escape}"], "is not a file name in the directory"),
+        ("eval", ["mode=diff", f"a={lm / 'llama_gqa'}", f"b={heads}"], "num_kv_heads=3"),
+        ("train", [*llama, f"init.from={short}", f"hydra.run.dir={d}/hf1"], "missing: blocks/mlp"),
+        ("train", [*llama, f"init.from={extra}", f"hydra.run.dir={d}/hf2"], "lm_head.bias"),
+        ("train", [*llama, f"init.from={shaped}", f"hydra.run.dir={d}/hf3"], "norm/scale (source"),
+    ]
+
     # issue 24: data=text (files, tokenizer, length against a saved model's positions)
     texts = d / "texts"
     (texts / "none").mkdir(parents=True)

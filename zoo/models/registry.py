@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from zoo.config import registry
@@ -106,9 +106,19 @@ def model_settings(name: str) -> list[Setting]:
     return registry.settings("model", name)
 
 
+class _FrozenDict(dict):
+    """A mapping setting (e.g. llama's `rope_scaling`) in a spec: still a dict (JSON-plain), but
+    hashable, as NNX wants of what it keeps in the graphdef."""
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(sorted(self.items())))
+
+
 def _freeze(value: Any) -> Any:
     """Sequences (e.g. layer widths, also an OmegaConf ListConfig from `hydra.utils.instantiate`)
-    become tuples so the spec stays hashable and JSON-plain."""
+    become tuples and mappings hashable dicts, so the spec stays hashable and JSON-plain."""
+    if isinstance(value, Mapping):
+        return _FrozenDict({str(k): _freeze(v) for k, v in value.items()})
     if isinstance(value, Sequence) and not isinstance(value, str | bytes):
         return tuple(map(_freeze, value))
     return value
