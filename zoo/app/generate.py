@@ -143,7 +143,8 @@ def run(values: dict[str, Any]) -> list[dict[str, Any]]:
         raise ZooError("give source=<checkpoint, pretrained or train run directory>")
     prompts = _prompts(values)
     directory = _model_dir(Path(values["source"]))
-    tokenizer_path = Path(values["tokenizer"]) if values["tokenizer"] else directory
+    beside = [d for d in (directory, Path(values["source"])) if (d / TOKENIZER).exists()]
+    tokenizer_path = Path(values["tokenizer"] or (beside or [directory])[0])  # a text run's own
     tokenizer = _tokenizer(tokenizer_path)
     model = from_pretrained(directory)
     eos_id = values["eos_id"] if values["eos_id"] is not None else _eos(directory)

@@ -80,8 +80,11 @@ class TokenWindows:
     """The training windows of a token stream: `windows(step)` draws each step's from
     `(seed, step)` alone and reads them from the memory map."""
 
-    def __init__(self, tokens: TokenFile, end: int, length: int, seed: int) -> None:
+    def __init__(
+        self, tokens: TokenFile, end: int, length: int, seed: int, tokenizer: Tokenizer
+    ) -> None:
         self.tokens, self.end, self.length, self.seed = tokens, end, length, seed
+        self.tokenizer = tokenizer  # a run writes its tokenizer.json, for zoo-generate
         self._map: np.ndarray | None = None
 
     @property
@@ -142,5 +145,5 @@ def text(cfg: Any, model_cfg: Any) -> Dataset:
         task="classification",
         num_classes=tokenizer.vocab_size,
         vocab_size=tokenizer.vocab_size,
-        stream=TokenWindows(token_file, end, length, cfg.seed),
+        stream=TokenWindows(token_file, end, length, cfg.seed, tokenizer),
     )

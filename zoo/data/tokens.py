@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import json
 import logging
 import os
 import struct
@@ -93,6 +94,13 @@ class Tokenizer:
         self.vocab_size = int(self.hf.get_vocab_size(with_added_tokens=True))
         self.identity = hashlib.sha256(data).digest()
 
+    def to_json(self) -> str:
+        """This tokenizer as a tokenizer.json the `tokenizers` library (and transformers) reads:
+        the file given, or for `bytes` a byte-level one whose ids are the bytes themselves."""
+        if self.hf is not None:
+            return self.hf.to_str()
+        return json.dumps(byte_tokenizer_json(), ensure_ascii=False)
+
     @property
     def dtype(self) -> np.dtype:
         return np.dtype(np.uint16 if self.vocab_size <= 1 << 16 else np.uint32)
@@ -112,6 +120,39 @@ class Tokenizer:
         if self.hf is None:
             return bytes(ids).decode("utf-8", errors="replace")
         return self.hf.decode(ids)
+
+
+def byte_tokenizer_json() -> dict[str, Any]:
+    """A tokenizer.json whose token ids are the UTF-8 bytes of the text: GPT-2's byte-level
+    pre-tokenizer and decoder around a vocabulary of the 256 bytes and no merges."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    others = [b for b in range(256) if b not in printable]
+    chars = dict(
+        zip(printable + others, printable + [256 + i for i in range(len(others))], strict=True)
+    )
+    byte_level = {"add_prefix_space": False, "trim_offsets": True, "use_regex": False}
+    return {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": [],
+        "normalizer": None,
+        "pre_tokenizer": {"type": "ByteLevel", **byte_level},
+        "post_processor": None,
+        "decoder": {"type": "ByteLevel", **byte_level},
+        "model": {
+            "type": "BPE",
+            "dropout": None,
+            "unk_token": None,
+            "continuing_subword_prefix": None,
+            "end_of_word_suffix": None,
+            "fuse_unk": False,
+            "byte_fallback": False,
+            "ignore_merges": False,
+            "vocab": {chr(chars[b]): b for b in range(256)},
+            "merges": [],
+        },
+    }
 
 
 def tokenizer_file(spec: str) -> Path:

@@ -88,6 +88,18 @@ def test_bytes_are_tokenized_once_and_the_cache_is_reused_until_the_text_changes
     assert changed.path != first.path and changed.count == 4 * len("héllo\nworld\n".encode())
 
 
+def test_a_text_run_writes_its_tokenizer_json_for_generation(whole_run):
+    """The byte tokenizer as a tokenizer.json (for zoo-generate and transformers): the ids of a
+    text are its UTF-8 bytes, and they decode back to it."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(whole_run[0] / "tokenizer.json"))
+    text = "naïve café, 10 €\n\tdone"
+    assert tokenizer.encode(text).ids == list(text.encode())
+    assert tokenizer.decode(list(text.encode())) == text
+    assert tokenizer.get_vocab_size() == 256
+
+
 def test_a_cut_short_or_foreign_token_file_is_rebuilt_not_trusted(tmp_path):
     path = tmp_path / "a.txt"
     path.write_text("some text\n" * 50)
