@@ -13,8 +13,8 @@ from zoo.models.common_settings import MAX_LAYERS, MAX_WIDTH, dtype_setting, par
 @declare("model", "gpt2", builder="zoo.models.gpt2.modeling:GPT2")
 @dataclass(frozen=True)
 class GPT2Settings:
-    """GPT-2 (tiny by default; model=gpt2_124m is GPT-2 small): learned positions, pre-norm blocks (LayerNorm, fused q/k/v, tanh GELU), tied
-    input and output embeddings; causal."""
+    """GPT-2 (tiny by default; model=gpt2_124m is GPT-2 small): learned positions, pre-norm
+    blocks (LayerNorm, fused q/k/v, tanh GELU), tied input and output embeddings; causal."""
 
     vocab_size: int = setting(
         16, "token ids are 0..vocab_size-1 (follows the data)", ge=1, le=MAX_WIDTH

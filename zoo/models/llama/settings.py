@@ -17,8 +17,8 @@ LLAMA3_KEYS = ("factor", "low_freq_factor", "high_freq_factor", "original_max_po
 @declare("model", "llama", builder="zoo.models.llama.modeling:Llama")
 @dataclass(frozen=True)
 class LlamaSettings:
-    """Llama (tiny by default): RMSNorm, rotary positions, SwiGLU feed-forward, grouped-query attention, tied or
-    untied output embeddings; causal."""
+    """Llama (tiny by default): RMSNorm, rotary positions, SwiGLU feed-forward, grouped-query
+    attention, tied or untied output embeddings; causal."""
 
     vocab_size: int = setting(
         16, "token ids are 0..vocab_size-1 (follows the data)", ge=1, le=MAX_WIDTH
