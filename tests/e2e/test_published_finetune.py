@@ -61,7 +61,9 @@ def test_init_from_a_hugging_face_directory_fine_tunes_and_resumes_bitwise_after
     for path, value in uninterrupted.items():
         np.testing.assert_array_equal(resumed[path], value, err_msg=path)
     published = load_file(LLAMA / "model.safetensors")
-    trained = zoo.save_pretrained(zoo.from_pretrained(run_dir / "model"), tmp_path / "hf", format="hf")
+    trained = zoo.save_pretrained(
+        zoo.from_pretrained(run_dir / "model"), tmp_path / "hf", format="hf"
+    )
     written = load_file(trained / "model.safetensors")
     assert written.keys() == published.keys()  # transformers' names: it loads these files
     moved = [k for k in published if not np.array_equal(written[k], published[k])]
