@@ -158,6 +158,10 @@ def _eval_task(cfg: Any) -> None:
 
     if cfg.mode == "summary":
         print_summary(cfg)
+    elif cfg.mode == "export_hf":
+        from zoo.app.evaluation import export_hf
+
+        export_hf(cfg)
     elif cfg.mode in ("inspect", "diff"):
         if not print_weights(cfg):
             sys.exit(1)  # as diff(1): the two sources differ

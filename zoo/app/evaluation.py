@@ -216,3 +216,18 @@ def print_weights(cfg: DictConfig) -> bool:
     diff = diff_weights(cfg.a, cfg.b, paths)
     print(f"a = {cfg.a}\nb = {cfg.b}\n{format_diff(diff)}")
     return diff.equal
+
+
+def export_hf(cfg: DictConfig) -> Path:
+    """`mode=export_hf`: write the model of `run_dir` (a train run, or any pretrained or
+    published directory) to `out` in the Hugging Face layout (config.json + model.safetensors),
+    which transformers loads."""
+    from zoo.weights.pretrained import from_pretrained, save_pretrained
+
+    if cfg.run_dir is None or cfg.out is None:
+        raise ZooError("mode=export_hf needs run_dir=<train run or pretrained dir> and out=<dir>")
+    run_dir = Path(cfg.run_dir)
+    model_dir = run_dir / "model" if (run_dir / "model").is_dir() else run_dir
+    out = save_pretrained(from_pretrained(model_dir), cfg.out, format="hf")
+    print(f"wrote {out} (Hugging Face layout)")
+    return out

@@ -13,10 +13,10 @@ from flax import nnx
 
 from zoo.models.attention import KVCache, attend, positions_from_mask, scan_decoder
 from zoo.models.gpt2 import settings  # noqa: F401  (the declaration register_model uses)
-from zoo.models.layers import create_stacked, precision_kwargs
+from zoo.models.layers import create_stacked, normal_init, precision_kwargs
 from zoo.models.registry import register_model
 
-INIT = nnx.initializers.normal(0.02)  # GPT-2's initializer_range
+INIT = normal_init(0.02)  # GPT-2's initializer_range
 
 
 def _linear(i: int, o: int, rngs: nnx.Rngs, precision: dict) -> nnx.Linear:
@@ -75,13 +75,13 @@ class GPT2(nnx.Module):
 
     def __init__(
         self,
-        vocab_size: int = 50257,
+        vocab_size: int = 16,
         *,
-        d_model: int = 768,
-        num_heads: int = 12,
-        num_layers: int = 12,
+        d_model: int = 64,
+        num_heads: int = 4,
+        num_layers: int = 2,
         mlp_dim: int | None = None,
-        max_len: int = 1024,
+        max_len: int = 64,
         eps: float = 1e-5,
         dtype: str = "float32",
         param_dtype: str = "float32",

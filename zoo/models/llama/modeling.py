@@ -15,11 +15,11 @@ import numpy as np
 from flax import nnx
 
 from zoo.models.attention import KVCache, attend, positions_from_mask, scan_decoder
-from zoo.models.layers import create_stacked, precision_kwargs
+from zoo.models.layers import create_stacked, normal_init, precision_kwargs
 from zoo.models.llama import settings  # noqa: F401  (the declaration register_model uses)
 from zoo.models.registry import register_model
 
-INIT = nnx.initializers.normal(0.02)  # Llama's initializer_range
+INIT = normal_init(0.02)  # Llama's initializer_range
 
 
 def rope_frequencies(head_dim: int, theta: float, scaling: dict | None) -> np.ndarray:
@@ -117,15 +117,15 @@ class Llama(nnx.Module):
 
     def __init__(
         self,
-        vocab_size: int = 32000,
+        vocab_size: int = 16,
         *,
-        d_model: int = 4096,
-        num_heads: int = 32,
+        d_model: int = 64,
+        num_heads: int = 4,
         num_kv_heads: int | None = None,
         head_dim: int | None = None,
-        num_layers: int = 32,
-        mlp_dim: int = 11008,
-        max_len: int = 2048,
+        num_layers: int = 2,
+        mlp_dim: int = 128,
+        max_len: int = 64,
         rope_theta: float = 10000.0,
         rope_scaling: dict[str, float | str] | None = None,
         tie_embeddings: bool = False,

@@ -17,14 +17,14 @@ LLAMA3_KEYS = ("factor", "low_freq_factor", "high_freq_factor", "original_max_po
 @declare("model", "llama", builder="zoo.models.llama.modeling:Llama")
 @dataclass(frozen=True)
 class LlamaSettings:
-    """Llama: RMSNorm, rotary positions, SwiGLU feed-forward, grouped-query attention, tied or
-    untied output embeddings; causal."""
+    """Llama (tiny by default): RMSNorm, rotary positions, SwiGLU feed-forward, grouped-query
+    attention, tied or untied output embeddings; causal."""
 
     vocab_size: int = setting(
-        32000, "token ids are 0..vocab_size-1 (follows the data)", ge=1, le=MAX_WIDTH
+        16, "token ids are 0..vocab_size-1 (follows the data)", ge=1, le=MAX_WIDTH
     )
-    d_model: int = setting(4096, "width of the residual stream (hidden_size)", ge=1, le=MAX_WIDTH)
-    num_heads: int = setting(32, "query heads (num_attention_heads)", ge=1, le=4096)
+    d_model: int = setting(64, "width of the residual stream (hidden_size)", ge=1, le=MAX_WIDTH)
+    num_heads: int = setting(4, "query heads (num_attention_heads)", ge=1, le=4096)
     num_kv_heads: int | None = setting(
         None, "key/value heads, dividing num_heads (grouped-query); null: num_heads", ge=1, le=4096
     )
@@ -32,11 +32,11 @@ class LlamaSettings:
         None, "width of one head; null: d_model / num_heads", ge=1, le=MAX_WIDTH
     )
     num_layers: int = setting(
-        32, "blocks, stacked and scanned (num_hidden_layers)", ge=1, le=MAX_LAYERS
+        2, "blocks, stacked and scanned (num_hidden_layers)", ge=1, le=MAX_LAYERS
     )
-    mlp_dim: int = setting(11008, "SwiGLU width (intermediate_size)", ge=1, le=MAX_WIDTH)
+    mlp_dim: int = setting(128, "SwiGLU width (intermediate_size)", ge=1, le=MAX_WIDTH)
     max_len: int = setting(
-        2048, "longest sequence (max_position_embeddings; follows the data)", ge=1, le=MAX_WIDTH
+        64, "longest sequence (max_position_embeddings; follows the data)", ge=1, le=MAX_WIDTH
     )
     rope_theta: float = setting(10000.0, "rotary base wavelength", gt=1)
     rope_scaling: dict[str, float | str] | None = setting(
