@@ -29,7 +29,6 @@ from zoo.training.steps import make_steps
 
 log = logging.getLogger(__name__)
 LORA_STREAM = 0x10A  # folded into the run's seed for the adapters' draws
-POSITIONS = ("max_len",)  # the settings that bound a sequence model's length
 
 
 def model_kwargs(model_cfg: Any) -> tuple[str, dict[str, Any]]:
@@ -43,14 +42,10 @@ def model_kwargs(model_cfg: Any) -> tuple[str, dict[str, Any]]:
     return kwargs.pop("name"), kwargs
 
 
-def fit_to_data(
-    name: str, kwargs: dict[str, Any], data: Dataset, *, keep_positions: bool = False
-) -> dict[str, Any]:
+def fit_to_data(name: str, kwargs: dict[str, Any], data: Dataset) -> dict[str, Any]:
     """Make model `name`'s input and output widths follow the data, logging what changed: the
     inputs' keys (`in_features`, or `vocab_size` and `max_len`), and `out_features` unless the
-    model's own output (found by abstract evaluation) is as wide as the targets already.
-    `keep_positions` (weights from init.from): `max_len` stays, and sequences longer than it
-    are a ZooError."""
+    model's own output (found by abstract evaluation) is as wide as the targets already."""
     fitted = dict(kwargs)
     inputs = data.model_inputs()
     if not inputs.keys() & fitted.keys():
@@ -58,15 +53,7 @@ def fit_to_data(
             f"the data's inputs set model keys {', '.join(inputs)}, but the model has none of "
             "them: it cannot take these inputs"
         )
-    kept = POSITIONS if keep_positions else ()
-    for key in set(kept) & inputs.keys() & fitted.keys():
-        if isinstance(fitted[key], int) and inputs[key] > fitted[key]:
-            raise ZooError(
-                f"data.length={inputs[key]} is beyond the model's {fitted[key]} positions "
-                f"(model.{key}={fitted[key]}, as init.from's weights have them); give "
-                f"data.length<={fitted[key]}"
-            )
-    fitted |= {key: value for key, value in inputs.items() if key in fitted and key not in kept}
+    fitted |= {key: value for key, value in inputs.items() if key in fitted}
     if "out_features" in fitted and (
         data.task == "classification"
         or model_output_width(name, fitted, data.in_features) != data.out_features
@@ -149,7 +136,7 @@ def build_run(cfg: DictConfig) -> Run:
         )
     name, kwargs = model_kwargs(cfg.model)
     data = make_dataset(cfg.data, cfg.model)
-    kwargs = fit_to_data(name, kwargs, data, keep_positions=bool(cfg.get("init", {}).get("from")))
+    kwargs = fit_to_data(name, kwargs, data)
     tx, learning_rate, unclipped = make_optimizer(cfg)
     footprint.check_training_fits(  # from shapes alone, before the model or its state exists
         nnx.eval_shape(lambda: _construct(name, kwargs, cfg.seed)),
