@@ -67,14 +67,14 @@ def test_lora_fine_tuning_of_a_published_gpt2_keeps_its_tensors_and_merges_back(
     logits (1e-5) and, written in the published layout, reads back with them."""
     published = ROOT / "tests" / "fixtures" / "lm" / "gpt2_tiny"
     corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n".join(f"line {i}: the quick brown fox" for i in range(300)))
+    corpus.write_text("\n".join(f"line {i}: the quick brown fox" for i in range(600)))
     cfg = compose_config(
         "train",
         [
             "model=gpt2", f"init.from={published}", "data=text", f"data.path={corpus}",
-            f"data.tokenizer={published}", f"data.cache_dir={tmp_path}", "data.length=16",
+            f"data.tokenizer={published}", f"data.cache_dir={tmp_path}", "data.length=64",
             "data.val_windows=4", "model.d_model=32", "model.num_heads=4", "model.num_layers=2",
-            "model.mlp_dim=128", "model.eps=1e-3", "model.max_len=64", "model.lora.rank=4",
+            "model.mlp_dim=128", "model.eps=1e-3", "model.lora.rank=4",
             "trainer.batch_size=4", "trainer.steps=5", "optim.lr=0.01",
         ],
     )  # fmt: skip
