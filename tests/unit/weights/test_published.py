@@ -103,7 +103,7 @@ def test_settings_come_from_config_json(loaded):
     assert zoo.model_spec(loaded["gpt2_sharded"][0])[1]["mlp_dim"] == 48
     gqa = zoo.model_spec(loaded["llama_gqa"][0])[1]
     assert (gqa["num_heads"], gqa["num_kv_heads"], gqa["tie_embeddings"]) == (4, 2, False)
-    assert gqa["rope_scaling"] is None and gqa["rope_theta"] == 10000.0
+    assert gqa["rope_scaling"] == {} and gqa["rope_theta"] == 10000.0
     rope3 = zoo.model_spec(loaded["llama_rope3"][0])[1]
     assert rope3["tie_embeddings"] and rope3["num_kv_heads"] == 1
     assert rope3["rope_scaling"] == {
