@@ -95,8 +95,10 @@ def read_config(directory: str | os.PathLike) -> tuple[str, dict[str, Any]]:
 
 
 def is_plain(value: Any) -> bool:
-    if isinstance(value, dict):  # a mapping setting (llama's rope_scaling)
-        return all(isinstance(k, str) and is_plain(v) for k, v in value.items())
+    if isinstance(value, dict):  # a mapping setting (llama's rope_scaling); never a `_target_`
+        return all(
+            isinstance(k, str) and not k.startswith("_") and is_plain(v) for k, v in value.items()
+        )
     if isinstance(value, list | tuple):
         return all(map(is_plain, value))
     return value is None or isinstance(value, bool | int | float | str)

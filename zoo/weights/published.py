@@ -59,8 +59,11 @@ def published_config(directory: str | os.PathLike) -> dict[str, Any] | None:
     path = Path(directory) / CONFIG
     if not path.is_file():
         return None
-    data = read_bounded(path, MAX_CONFIG_BYTES, "config")
-    config = parse_json(data, path, "config", MAX_CONFIG_ITEMS, MAX_JSON_DEPTH)
+    try:
+        data = read_bounded(path, MAX_CONFIG_BYTES, "config")
+        config = parse_json(data, path, "config", MAX_CONFIG_ITEMS, MAX_JSON_DEPTH)
+    except ZooError:  # not readable as a published config: the zoo's own reader says why
+        return None
     if not isinstance(config, dict) or "format_version" in config:
         return None
     if "model_type" not in config and "architecture" not in config:

@@ -103,7 +103,7 @@ def test_settings_come_from_config_json(loaded):
     assert zoo.model_spec(loaded["gpt2_sharded"][0])[1]["mlp_dim"] == 48
     gqa = zoo.model_spec(loaded["llama_gqa"][0])[1]
     assert (gqa["num_heads"], gqa["num_kv_heads"], gqa["tie_embeddings"]) == (4, 2, False)
-    assert gqa["rope_scaling"] is None and gqa["rope_theta"] == 10000.0
+    assert gqa["rope_scaling"] == {} and gqa["rope_theta"] == 10000.0
     rope3 = zoo.model_spec(loaded["llama_rope3"][0])[1]
     assert rope3["tie_embeddings"] and rope3["num_kv_heads"] == 1
     assert rope3["rope_scaling"] == {
@@ -210,3 +210,24 @@ def test_zoo_generate_refuses_bad_settings_in_one_line(args, message, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+
+
+def test_sampling_is_reproducible_from_its_seed_and_eos_ends_a_row(loaded, generated):
+    model, _, ref = loaded["gpt2_tiny"]
+    prompts = [list(r[m == 1]) for r, m in zip(ref["prompt_ids"], ref["prompt_mask"], strict=True)]
+
+    def sample(seed, **options):
+        return zoo.generate(model, prompts, max_new_tokens=8, seed=seed, **options)
+
+    first = sample(3, temperature=1.0, top_p=0.9)
+    assert first == sample(3, temperature=1.0, top_p=0.9)
+    assert first != sample(4, temperature=1.0, top_p=0.9)
+    greedy = generated["gpt2_tiny"][0].tolist()
+    assert sample(5, temperature=1.0, top_k=1) == greedy  # one candidate: the greedy token
+    first_new = next(k for k in range(1, 8) if greedy[0][k] not in greedy[0][:k])
+    ended = zoo.generate(model, prompts, max_new_tokens=8, eos_id=greedy[0][first_new])
+    assert ended[0] == greedy[0][: first_new + 1]  # the row stops after its eos, kept
+    with pytest.raises(zoo.ZooError, match=r"prompt 1 must be a non-empty list of token ids"):
+        zoo.generate(model, [[1], [99]], max_new_tokens=2)
+    with pytest.raises(zoo.ZooError, match="exceeds the model's 64 learned positions"):
+        zoo.generate(model, prompts, max_new_tokens=60)

@@ -46,7 +46,7 @@ def settings(config: dict[str, Any]) -> dict[str, Any]:
     theta = require(rope, "rope_theta", (int, float))
     kind = rope.pop("rope_type", rope.pop("type", "default"))
     rope.pop("rope_theta")
-    scaling = None if kind == "default" else {"rope_type": kind, **rope}
+    scaling = {} if kind == "default" else {"rope_type": kind, **rope}
     head_dim = config.get("head_dim")
     return {
         "vocab_size": require(config, "vocab_size"),
@@ -69,7 +69,7 @@ def config(kwargs: dict[str, Any]) -> dict[str, Any]:
     """A config.json `LlamaForCausalLM` loads (transformers 5 layout), for `llama` settings."""
     heads = kwargs["num_heads"]
     rope = {"rope_theta": kwargs["rope_theta"], "rope_type": "default"}
-    if kwargs["rope_scaling"] is not None:
+    if kwargs["rope_scaling"]:
         rope = {**dict(kwargs["rope_scaling"]), "rope_theta": kwargs["rope_theta"]}
     return {
         "architectures": ["LlamaForCausalLM"],

@@ -8,6 +8,8 @@ mlp (gate, up, down); norm; head (untied) or the token embedding (tied). Kernels
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from types import MappingProxyType
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +21,10 @@ from zoo.models.layers import create_stacked, normal_init, precision_kwargs
 from zoo.models.llama import settings  # noqa: F401  (the declaration register_model uses)
 from zoo.models.registry import register_model
 
-INIT = normal_init(0.02)  # Llama's initializer_range
+INIT = normal_init(0.02)
+NO_SCALING: Mapping[str, float | str] = MappingProxyType(
+    {}
+)  # rope_scaling's default, {}  # Llama's initializer_range
 
 
 def rope_frequencies(head_dim: int, theta: float, scaling: dict | None) -> np.ndarray:
@@ -127,7 +132,7 @@ class Llama(nnx.Module):
         mlp_dim: int = 128,
         max_len: int = 64,
         rope_theta: float = 10000.0,
-        rope_scaling: dict[str, float | str] | None = None,
+        rope_scaling: Mapping[str, float | str] = NO_SCALING,
         tie_embeddings: bool = False,
         eps: float = 1e-6,
         dtype: str = "float32",
@@ -138,7 +143,7 @@ class Llama(nnx.Module):
         self.max_len, self.num_layers, self.compute_dtype = max_len, num_layers, jnp.dtype(dtype)
         self.num_kv_heads = num_kv_heads or num_heads
         self.head_dim = head_dim or d_model // num_heads
-        scaling = dict(rope_scaling) if rope_scaling is not None else None
+        scaling = dict(rope_scaling) if rope_scaling else None
         # static (a tuple): the frequencies stay out of the state, the checkpoint and the optimizer
         self.frequencies = tuple(
             float(f) for f in rope_frequencies(self.head_dim, rope_theta, scaling)

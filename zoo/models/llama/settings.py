@@ -39,10 +39,10 @@ class LlamaSettings:
         64, "longest sequence (max_position_embeddings; follows the data)", ge=1, le=MAX_WIDTH
     )
     rope_theta: float = setting(10000.0, "rotary base wavelength", gt=1)
-    rope_scaling: dict[str, float | str] | None = setting(
-        None,
+    rope_scaling: dict[str, float | str] = setting(
+        {},
         "rotary scaling as Hugging Face writes it: {rope_type: llama3, factor, low_freq_factor, "
-        "high_freq_factor, original_max_position_embeddings}; null: none",
+        "high_freq_factor, original_max_position_embeddings}; {}: none",
     )
     tie_embeddings: bool = setting(
         False, "the output matrix is the token embedding (tie_word_embeddings)"
@@ -68,14 +68,14 @@ class LlamaSettings:
 
 
 def check_rope_scaling(scaling: dict | None) -> None:
-    """SettingError unless `scaling` is None or a complete llama3 scaling."""
-    if scaling is None:
+    """SettingError unless `scaling` is empty (none) or a complete llama3 scaling."""
+    if not scaling:
         return
     kind = scaling.get("rope_type", scaling.get("type"))
     if kind not in ROPE_TYPES:
         raise SettingError(
             f"model.rope_scaling.rope_type={kind!r} is not supported (supported: "
-            f"{', '.join(ROPE_TYPES)}; null for none)"
+            f"{', '.join(ROPE_TYPES)}; {{}} for none)"
         )
     for key in LLAMA3_KEYS:
         value = scaling.get(key)
