@@ -141,6 +141,8 @@ def _chose(group: str) -> bool:
     """Whether the command line chose an option of `group` (`data=text`)."""
     from hydra.core.hydra_config import HydraConfig
 
+    if not HydraConfig.initialized():  # called outside a Hydra app (from Python)
+        return False
     overrides = HydraConfig.get().overrides.task
     return any(o.lstrip("+~").split("=")[0] == group for o in overrides)
 

@@ -113,7 +113,7 @@ def check_model_takes(model: Any, data: Any) -> None:
     or token ids beyond its vocabulary (a model trained on the data fits it by construction)."""
     from zoo.models.registry import model_spec
 
-    if data.vocab_size is None:
+    if data.vocab_size is None or getattr(model, "zoo_spec", None) is None:
         return
     _, kwargs = model_spec(model)
     length = int(data.x_val.shape[-1])

@@ -271,19 +271,23 @@ def tokenize(sources: list[Source], tokenizer: Tokenizer, cache_dir: Path) -> To
         raise ZooError(f"data.cache_dir={cache_dir}: cannot create it ({err.strerror})") from None
     total = sum(source.size for source in sources)
     count = 0
-    with replacing(path) as tmp, open(tmp, "wb") as out:
-        out.write(b"\0" * HEADER.size)  # written last: a file cut short has no valid header
-        bar = tqdm(total=total, unit="B", unit_scale=True, desc="tokenizing", disable=None)
-        with bar:
-            for text, nbytes in texts(sources):
-                ids = tokenizer.encode(text)
-                out.write(ids.tobytes())
-                count += len(ids)
-                bar.update(nbytes)
-        out.seek(0)
-        out.write(HEADER.pack(MAGIC, key, tokenizer.dtype.itemsize, count, tokenizer.vocab_size))
-        out.flush()
-        os.fsync(out.fileno())
+    try:
+        with replacing(path) as tmp, open(tmp, "wb") as out:
+            out.write(b"\0" * HEADER.size)  # written last: a file cut short has no valid header
+            bar = tqdm(total=total, unit="B", unit_scale=True, desc="tokenizing", disable=None)
+            with bar:
+                for text, nbytes in texts(sources):
+                    ids = tokenizer.encode(text)
+                    out.write(ids.tobytes())
+                    count += len(ids)
+                    bar.update(nbytes)
+            out.seek(0)
+            header = HEADER.pack(MAGIC, key, tokenizer.dtype.itemsize, count, tokenizer.vocab_size)
+            out.write(header)
+            out.flush()
+            os.fsync(out.fileno())
+    except OSError as err:  # a full disk, a directory that is not writable
+        raise ZooError(f"data.cache_dir={cache_dir}: cannot write the tokens ({err})") from None
     log.info("tokens of %s: %s (%d tokens, %s)", describe(sources), path, count, tokenizer.dtype)
     return TokenFile(path, tokenizer.dtype, count, tokenizer.vocab_size)
 

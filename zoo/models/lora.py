@@ -132,11 +132,12 @@ def add_lora(
         layer.lora_a = nnx.Param(a.astype(dtype))
         layer.lora_b = nnx.Param(jnp.zeros((*lead, rank, n_out), dtype))
         layer.lora_rank, layer.lora_scale = rank, float(alpha) / rank
-        layer.lora_dropout = None
-        if dropout:
+        if dropout:  # stacked layers get stacked dropout streams, one per block
             drop = lambda r: nnx.Dropout(dropout, rngs=r)  # noqa: E731
             key = nnx.Rngs(dropout=rngs.params())
             layer.lora_dropout = create_stacked(drop, lead[0], key) if lead else drop(key)
+        else:
+            layer.lora_dropout = None
         layer.__class__ = _with_lora(type(layer))
     return chosen
 
