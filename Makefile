@@ -49,6 +49,7 @@ test-fast: $(STAMP)
 # Not part of `make test`: timings on a shared machine are measured, never asserted.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
+	cd benchmarks && ../$(BIN)/python lm_bench.py
 
 # Style, then the import contracts of pyproject.toml (layers, JAX-free config, no cycles).
 lint: $(STAMP)

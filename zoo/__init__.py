@@ -29,6 +29,9 @@ _EXPORTS = {
     "LoadReport": "zoo.weights.load",
     "inspect_weights": "zoo.weights.inspection",
     "diff_weights": "zoo.weights.inspection",
+    "generate": "zoo.models.generation",
+    "add_lora": "zoo.models.lora",
+    "merge_lora": "zoo.models.lora",
 }
 
 __all__ = [
@@ -50,6 +53,9 @@ __all__ = [
     "save_pretrained",
     "setting",
     "train",
+    "generate",
+    "add_lora",
+    "merge_lora",
 ]
 
 if TYPE_CHECKING:
@@ -58,6 +64,8 @@ if TYPE_CHECKING:
     from zoo.config.registry import declare
     from zoo.errors import ZooError
     from zoo.models.deep_nested.modeling import deep_nested_forward
+    from zoo.models.generation import generate
+    from zoo.models.lora import add_lora, merge_lora
     from zoo.models.registry import (
         create_model,
         get_model_class,

@@ -96,7 +96,9 @@ def test_help_lists_the_options_and_every_setting_but_no_schema():
     )
     assert result.returncode == 0, result.stderr
     assert "zoo_" not in result.stdout
-    assert "model: deep_nested, deep_nested_wide, mlp, transformer" in result.stdout
+    assert "model: deep_nested, deep_nested_wide, gpt2, gpt2_124m, llama, mlp, transformer" in (
+        result.stdout
+    )
     assert "model.depth=1  number of blocks" in result.stdout
     assert "optim.lr=0.01  learning rate" in result.stdout
 

@@ -334,6 +334,124 @@ def cases(tmp_path_factory) -> list[tuple[str, list[str], str]]:
         (t, [*a.split(), f"hydra.run.dir={d}/ckpt_run{i}"], m)
         for i, (a, m) in enumerate(checkpoint_dirs)
     ]
+
+    # issue 21: published (Hugging Face) checkpoint directories, damaged one way each
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    lm = Path(__file__).resolve().parents[1] / "fixtures" / "lm"
+
+    def published(name: str, fixture: str = "llama_gqa", config=None, tensors=None) -> Path:
+        copy = d / f"hf_{name}"
+        shutil.copytree(lm / fixture, copy)
+        if config is not None:
+            edited = json.loads((copy / "config.json").read_text())
+            (copy / "config.json").write_text(json.dumps(config(edited) or edited))
+        if tensors is not None:
+            weights = load_file(copy / "model.safetensors")
+            tensors(weights)
+            save_file(weights, copy / "model.safetensors", metadata={"format": "pt"})
+        return copy
+
+    bert = published("bert", config=lambda c: c.update(model_type="bert"))
+    yarn = published("yarn", config=lambda c: c["rope_parameters"].update(rope_type="yarn"))
+    heads = published("heads", config=lambda c: c.update(num_key_value_heads=3))
+    gap = published("gap", tensors=lambda t: t.pop("model.layers.0.mlp.up_proj.weight"))
+    short = published("short", tensors=lambda t: t.pop("model.layers.1.mlp.up_proj.weight"))
+    extra = published("extra", tensors=lambda t: t.update({"lm_head.bias": np.zeros(128, "f4")}))
+    shaped = published(
+        "shaped", tensors=lambda t: t.update({"model.norm.weight": np.ones(31, "f4")})
+    )
+    truncated = published("truncated")
+    whole = (truncated / "model.safetensors").read_bytes()
+    (truncated / "model.safetensors").write_bytes(whole[: len(whole) // 2])
+    no_config = published("no_config")
+    (no_config / "config.json").unlink()
+    shard = published("shard", "gpt2_sharded")
+    (shard / "model-00002-of-00003.safetensors").unlink()
+    escape = published("escape", "gpt2_sharded")
+    index = json.loads((escape / "model.safetensors.index.json").read_text())
+    index["weight_map"]["transformer.wte.weight"] = "../../model.safetensors"
+    (escape / "model.safetensors.index.json").write_text(json.dumps(index))
+    llama = ["model=llama", "model.d_model=32", "model.num_heads=4", "model.num_kv_heads=2"]
+    llama += ["model.num_layers=2", "model.mlp_dim=80", "data=sequence", "data.vocab_size=128"]
+    table += [
+        ("eval", ["mode=inspect", f"source={bert}"], "unknown model_type 'bert'"),
+        ("eval", ["mode=inspect", f"source={yarn}"], "rope_type='yarn' is not supported"),
+        ("eval", ["mode=inspect", f"source={gap}"], "missing tensor model.layers.0.mlp.up_proj"),
+        ("eval", ["mode=inspect", f"source={truncated}"], "unreadable weights"),
+        ("eval", ["mode=inspect", f"source={no_config}"], "config.json: no such file"),
+        ("eval", ["mode=inspect", f"source={shard}"], "model-00002-of-00003.safetensors: no such"),
+        ("eval", ["mode=inspect", f"source={escape}"], "is not a file name in the directory"),
+        ("eval", ["mode=diff", f"a={lm / 'llama_gqa'}", f"b={heads}"], "num_kv_heads=3"),
+        ("train", [*llama, f"init.from={short}", f"hydra.run.dir={d}/hf1"], "missing: blocks/mlp"),
+        ("train", [*llama, f"init.from={extra}", f"hydra.run.dir={d}/hf2"], "lm_head.bias"),
+        ("train", [*llama, f"init.from={shaped}", f"hydra.run.dir={d}/hf3"], "norm/scale (source"),
+    ]
+
+    # issue 24: data=text (files, tokenizer, length against a saved model's positions)
+    texts = d / "texts"
+    (texts / "none").mkdir(parents=True)
+    (texts / "empty.txt").write_text("")
+    (texts / "latin1.txt").write_bytes(b"na\xefve caf\xe9\n" * 100)
+    (texts / "short.txt").write_text("too short\n")
+    (texts / "ok.txt").write_text("a line of text to score\n" * 100)
+    from flax import nnx
+
+    from zoo import create_model, save_pretrained
+
+    small = create_model("transformer", vocab_size=256, d_model=8, num_heads=2, num_layers=1,
+                         max_len=16, causal=True, rngs=nnx.Rngs(0))  # fmt: skip
+    save_pretrained(small, texts / "small_lm")
+    text_cases = [
+        (f"data.path={texts / 'empty.txt'}", "empty.txt: the file is empty"),
+        (f"data.path={texts / 'none'}", "none: the directory holds no text files"),
+        (f"data.path={texts / 'latin1.txt'}", "latin1.txt: not UTF-8 text (byte 2 is ef)"),
+        (f"data.path={texts}/*.md", "the pattern matches no files"),
+        (f"data.path={texts / 'short.txt'}", "10 tokens are too few for data.length=128"),
+        (f"data.tokenizer={texts / 'none'}", "the directory holds no tokenizer.json"),
+        (f"data.tokenizer={texts / 'nowhere'}", "no such file or directory"),
+        (f"data.tokenizer={texts / 'ok.txt'}", "not a readable tokenizer.json"),
+        (f"data.cache_dir={texts / 'ok.txt'}/below", "cannot create it"),
+    ]
+    cache = f"data.cache_dir={texts}/cache"  # not the user's ~/.cache
+    table += [
+        (
+            "train",
+            [
+                "model=transformer",
+                "data=text",
+                *(a if "cache_dir" in a else f"{a} {cache}").split(),
+                f"hydra.run.dir={d}/text{i}",
+            ],  # fmt: skip
+            m,
+        )
+        for i, (a, m) in enumerate(text_cases)
+    ]
+    table.append(
+        (
+            "eval",
+            [
+                f"run_dir={texts / 'small_lm'}",
+                "data=text",
+                f"data.path={texts / 'ok.txt'}",
+                f"data.cache_dir={texts}/cache",
+                "data.length=32",
+            ],  # fmt: skip
+            "data.length=32 is beyond the model's 16 positions",
+        )
+    )
+    lora = "model=transformer data=sequence model.lora.rank=2"
+    table += [
+        ("train", [*f"{lora} {a}".split(), f"hydra.run.dir={d}/lora{i}"], m)
+        for i, (a, m) in enumerate(
+            [
+                ("model.lora.targets=[blocks/attn/qury]", "pattern 'blocks/attn/qury' matches"),
+                ("model=mlp data=teacher", "the default patterns (**/attn/*, **/self_attn/*"),
+            ]
+        )
+    ]
     return table
 
 

@@ -137,6 +137,16 @@ def _train(cfg: Any, run_dir: str) -> float:
     return best if best is not None else metrics.get("val_loss", float("nan"))
 
 
+def _chose(group: str) -> bool:
+    """Whether the command line chose an option of `group` (`data=text`)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():  # called outside a Hydra app (from Python)
+        return False
+    overrides = HydraConfig.get().overrides.task
+    return any(o.lstrip("+~").split("=")[0] == group for o in overrides)
+
+
 def _eval_task(cfg: Any) -> None:
     from zoo.config.validate import validate
 
@@ -150,11 +160,15 @@ def _eval_task(cfg: Any) -> None:
 
     if cfg.mode == "summary":
         print_summary(cfg)
+    elif cfg.mode == "export_hf":
+        from zoo.app.evaluation import export_hf
+
+        export_hf(cfg)
     elif cfg.mode in ("inspect", "diff"):
         if not print_weights(cfg):
             sys.exit(1)  # as diff(1): the two sources differ
-    elif cfg.run_dir is not None:
-        evaluate_run(cfg.run_dir)
+    elif cfg.run_dir is not None:  # on the data the command line chose, else the run's own
+        evaluate_run(cfg.run_dir, cfg.data if _chose("data") else None)
     elif not compare_with_reference(cfg):
         sys.exit(1)
 

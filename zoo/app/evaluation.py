@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+from flax import nnx
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -65,25 +67,68 @@ def compare_with_reference(cfg: DictConfig) -> bool:
     return agree
 
 
-def evaluate_run(run_dir: str | Path) -> dict[str, float]:
-    """Load a train run's `model/` and report its validation metrics on the run's own data."""
+def evaluate_run(run_dir: str | Path, data_cfg: DictConfig | None = None) -> dict[str, float]:
+    """Load a train run's `model/` and report its validation metrics on the run's own data, or
+    on `data_cfg` (the eval command line's `data=...`); with `data_cfg`, `run_dir` may also be a
+    pretrained model directory (`save_pretrained`'s, or a published one the zoo reads)."""
     from zoo.weights.pretrained import from_pretrained
 
     run_dir = Path(run_dir)
-    cfg = run_config(run_dir)
-    data_path = OmegaConf.select(cfg, "data.path")
-    if data_path and not Path(data_path).is_absolute() and (launch := launch_dir(run_dir)):
-        cfg.data.path = str(launch / data_path)  # relative to where training was started
-    model = from_pretrained(run_dir / "model")
+    is_run = data_cfg is None or any(
+        (run_dir / name).exists() for name in ("config.yaml", ".hydra")
+    )
+    if is_run:
+        cfg = run_config(run_dir)
+        data_path = OmegaConf.select(cfg, "data.path")
+        if data_path and not Path(data_path).is_absolute() and (launch := launch_dir(run_dir)):
+            cfg.data.path = str(launch / data_path)  # relative to where training was started
+        model = from_pretrained(run_dir / "model")
+        model_cfg = cfg.model
+    else:
+        if not run_dir.is_dir():
+            raise ZooError(f"run_dir={str(run_dir)!r} is not a directory")
+        model = from_pretrained(run_dir)
+        model_cfg = OmegaConf.create({})
     model.eval()
-    data = make_dataset(cfg.data, cfg.model)
-    loss, metrics = loss_and_metrics(data.task, model(data.x_val), data.y_val)
+    data = make_dataset(cfg.data if data_cfg is None else data_cfg, model_cfg)
+    check_model_takes(model, data)
+    graphdef, state = nnx.split(model)
+    loss, metrics = _score(graphdef, data.task, state, data.x_val, data.y_val)
     result = {"val_loss": float(loss)} | {f"val_{k}": float(v) for k, v in metrics.items()}
-    logged = last_logged(run_dir / "metrics.jsonl")
+    logged = last_logged(run_dir / "metrics.jsonl") if is_run and data_cfg is None else {}
     for key, value in result.items():
         note = f"  (logged at the end of training: {logged[key]:.6g})" if key in logged else ""
         print(f"{key} = {value:.6g}{note}")
     return result
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _score(graphdef: Any, task: str, state: Any, x: jax.Array, y: jax.Array) -> Any:
+    """The loss and metrics of the model `graphdef` with `state` on `(x, y)`, as one program."""
+    return loss_and_metrics(task, nnx.merge(graphdef, state)(x), y)
+
+
+def check_model_takes(model: Any, data: Any) -> None:
+    """A ZooError when token data does not fit a saved model: windows longer than its positions
+    or token ids beyond its vocabulary (a model trained on the data fits it by construction)."""
+    from zoo.models.registry import model_spec
+
+    if data.vocab_size is None or getattr(model, "zoo_spec", None) is None:
+        return
+    _, kwargs = model_spec(model)
+    length = int(data.x_val.shape[-1])
+    for key in ("max_len", "max_positions"):
+        if isinstance(kwargs.get(key), int) and length > kwargs[key]:
+            raise ZooError(
+                f"data.length={length} is beyond the model's {kwargs[key]} positions "
+                f"(model.{key}={kwargs[key]}); give data.length<={kwargs[key]}"
+            )
+    vocab = kwargs.get("vocab_size")
+    if isinstance(vocab, int) and data.vocab_size > vocab:
+        raise ZooError(
+            f"the data's tokenizer has {data.vocab_size} token ids but the model's vocabulary "
+            f"{vocab} (model.vocab_size): evaluate with the tokenizer it was trained with"
+        )
 
 
 def run_config(run_dir: Path) -> DictConfig:
@@ -171,3 +216,18 @@ def print_weights(cfg: DictConfig) -> bool:
     diff = diff_weights(cfg.a, cfg.b, paths)
     print(f"a = {cfg.a}\nb = {cfg.b}\n{format_diff(diff)}")
     return diff.equal
+
+
+def export_hf(cfg: DictConfig) -> Path:
+    """`mode=export_hf`: write the model of `run_dir` (a train run, or any pretrained or
+    published directory) to `out` in the Hugging Face layout (config.json + model.safetensors),
+    which transformers loads."""
+    from zoo.weights.pretrained import from_pretrained, save_pretrained
+
+    if cfg.run_dir is None or cfg.out is None:
+        raise ZooError("mode=export_hf needs run_dir=<train run or pretrained dir> and out=<dir>")
+    run_dir = Path(cfg.run_dir)
+    model_dir = run_dir / "model" if (run_dir / "model").is_dir() else run_dir
+    out = save_pretrained(from_pretrained(model_dir), cfg.out, format="hf")
+    print(f"wrote {out} (Hugging Face layout)")
+    return out

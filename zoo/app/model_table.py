@@ -58,7 +58,7 @@ def _row(name: str) -> str:
     keys = ", ".join(
         f"`{k}={v if isinstance(v, str) else json.dumps(v)}`"
         for k, v in model.items()
-        if k not in ("_target_", "name")
+        if k not in ("_target_", "name", "lora")  # every model's model.lora: docs/text.md
     )
     default_data = cfg.data.name
     others = sorted(d for d in registry.names("data") if d != default_data)

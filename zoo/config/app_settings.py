@@ -12,7 +12,7 @@ from zoo.config.fields import setting
 from zoo.config.registry import declare
 from zoo.config.types import SettingError
 
-EVAL_MODES = ("compare", "summary", "inspect", "diff")
+EVAL_MODES = ("compare", "summary", "inspect", "diff", "export_hf")
 
 
 @declare("app", "trainer")
@@ -138,6 +138,7 @@ class EvalSettings:
     a: str | None = setting(None, "mode=diff: the first run, checkpoint step or pretrained dir")
     b: str | None = setting(None, "mode=diff: the second, compared with a")
     paths: list[str] = setting([], "mode=inspect, diff: path patterns to show; empty: all")
+    out: str | None = setting(None, "mode=export_hf: the directory to write (Hugging Face layout)")
 
 
 # The top level of each app: its own settings, then these sections (each a group or a schema).

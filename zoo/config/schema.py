@@ -14,9 +14,11 @@ from typing import Any
 from zoo.config import registry
 from zoo.config.app_settings import APP_SECTIONS, NESTED
 from zoo.config.fields import Setting, settings_of
+from zoo.config.lora_settings import LoraSettings
 from zoo.config.types import config_type
 
 MODEL_TARGET = "zoo.create_model"  # what a model option instantiates: the registry, by name
+LORA = "lora"  # every model option's section of LoRA settings (zoo.config.lora_settings)
 
 
 def schema(
@@ -38,6 +40,9 @@ def schema(
             fields.append((s.name, kind, field(default_factory=_open_mapping(s.default))))
         else:
             fields.append((s.name, kind, field(default=s.default)))
+    if group == "model" and not any(key == LORA for key, _, _ in fields):  # model.lora.*
+        node = schema("app", LORA, settings_of(LoraSettings))
+        fields.append((LORA, node, field(default=node)))
     cls = _schema_class(f"{group}_{name}_schema".replace("-", "_"), fields)
     cls.zoo_group, cls.zoo_name = group, name
     return cls

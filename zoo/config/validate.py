@@ -17,8 +17,9 @@ from zoo.config import registry
 from zoo.config.app_settings import APP_SECTIONS, NESTED
 from zoo.config.checks import check_values
 from zoo.config.fields import REQUIRED, Setting, settings_of
+from zoo.config.lora_settings import LoraSettings
 from zoo.config.plain import to_plain
-from zoo.config.schema import MODEL_TARGET
+from zoo.config.schema import LORA, MODEL_TARGET
 from zoo.errors import ZooError
 
 GROUPS = ("model", "data", "optim")  # one option each, chosen by `<group>=<name>`
@@ -120,6 +121,8 @@ def unknown_key(full_key: str, schema_name: str | None = None) -> str:
             valid = _top_keys("train")
         elif section in NESTED:
             valid = [s.name for s in settings_of(NESTED[section])]
+        elif section == f"model.{LORA}":
+            valid = [s.name for s in settings_of(LoraSettings)]
         elif section.startswith("logger."):
             valid = [s.name for s in registry.settings("logger", section[7:])]
         else:
@@ -190,6 +193,9 @@ def _check_group(node: Any, group: str) -> None:
                 f"registry ({MODEL_TARGET}) with model.name"
             )
     settings, declared = group_settings(group, str(name))
+    if group == "model" and isinstance(node.get(LORA), DictConfig):  # every model's model.lora
+        _check_node(node[LORA], f"model.{LORA}", settings_of(LoraSettings), LoraSettings)
+        node = OmegaConf.masked_copy(node, [k for k in node if k != LORA])
     _check_node(node, group, settings, declared)
 
 

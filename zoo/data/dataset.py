@@ -20,7 +20,7 @@ from zoo.memory import nbytes, require_memory
 @partial(
     jax.tree_util.register_dataclass,  # a pytree, so that jax.eval_shape gives its shapes
     data_fields=["x_train", "y_train", "x_val", "y_val"],
-    meta_fields=["task", "num_classes", "vocab_size"],
+    meta_fields=["task", "num_classes", "vocab_size", "stream"],
 )
 @dataclass(frozen=True)
 class Dataset:
@@ -33,6 +33,14 @@ class Dataset:
     task: str  # "regression" | "classification"
     num_classes: int | None = None
     vocab_size: int | None = None  # set when the inputs are integer tokens in [0, vocab_size)
+    # Training windows read on the host for each step (data=text's TokenWindows), x_train and
+    # y_train then being empty: `windows(first, last, shape)` gives steps first..last-1's tokens.
+    stream: Any = None
+
+    @property
+    def n_train(self) -> int:
+        """Training examples: rows, or the windows the stream draws from."""
+        return self.stream.count if self.stream is not None else len(self.x_train)
 
     @property
     def in_features(self) -> int:

@@ -87,3 +87,27 @@ class SequenceSettings:
     n_train: int = setting(8192, "training sequences", ge=1, le=MAX_ROWS)
     n_val: int = setting(1024, "validation sequences", ge=1, le=MAX_ROWS)
     seed: int = setting(1234, "draws the sequences", ge=0)
+
+
+@declare("data", "text", builder="zoo.data.text:text")
+@dataclass(frozen=True, kw_only=True)
+class TextSettings:
+    """UTF-8 text, tokenized once into a memory-mapped cache; next-token windows (docs/text.md)."""
+
+    path: str | None = setting(
+        None, "a text file, a directory or a glob of them; null: Python's pydoc_data topics"
+    )
+    tokenizer: str = setting(
+        "bytes", "bytes (256 symbols), or a tokenizer.json or a directory holding one"
+    )
+    length: int = setting(128, "tokens per window (the model's max_len follows)", ge=1, le=1 << 20)
+    val_fraction: float = setting(
+        0.1, "share of the token stream, at its end, held out for validation", gt=0, lt=1
+    )
+    val_windows: int = setting(
+        64, "most consecutive windows of the held-out tokens scored", ge=1, le=1 << 20
+    )
+    seed: int = setting(0, "draws the windows of each training step", ge=0)
+    cache_dir: str | None = setting(
+        None, "where token files are kept; null: $XDG_CACHE_HOME/zoo/tokens (~/.cache)"
+    )

@@ -17,6 +17,7 @@ from flax import nnx
 
 from zoo.config import registry
 from zoo.config.plain import to_plain
+from zoo.config.schema import LORA
 from zoo.data.dataset import Dataset
 from zoo.errors import ZooError
 
@@ -56,6 +57,7 @@ def teacher(cfg: Any, model_cfg: Any) -> Dataset:
     """Inputs ~ N(0, 1); targets = a fixed deep_nested teacher (own seed) + Gaussian noise."""
     model = dict(to_plain(model_cfg))
     model.pop("_target_", None)
+    model.pop(LORA, None)  # adapters do not change the output width
     try:
         width = model_output_width(model.pop("name"), model, int(cfg.in_features))
     except ZooError as err:

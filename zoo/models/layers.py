@@ -129,3 +129,13 @@ def scan_blocks(blocks: nnx.Module, x: jax.Array) -> jax.Array:
         return block(h)
 
     return step(blocks, x)
+
+
+def normal_init(stddev: float) -> Callable[..., jax.Array]:
+    """N(0, stddev^2) with the draw `kept_apart`: the same numbers in one program or op by op
+    (GPT-2's and Llama's `initializer_range`)."""
+
+    def init(key: jax.Array, shape: tuple[int, ...], dtype: DTypeLike = jnp.float32) -> jax.Array:
+        return (kept_apart(jax.random.normal(key, shape, jnp.float32)) * stddev).astype(dtype)
+
+    return init

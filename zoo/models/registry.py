@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from zoo.config import registry
@@ -106,9 +106,19 @@ def model_settings(name: str) -> list[Setting]:
     return registry.settings("model", name)
 
 
+class _FrozenDict(dict):
+    """A mapping setting (e.g. llama's `rope_scaling`) in a spec: still a dict (JSON-plain), but
+    hashable, as NNX wants of what it keeps in the graphdef."""
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(sorted(self.items())))
+
+
 def _freeze(value: Any) -> Any:
     """Sequences (e.g. layer widths, also an OmegaConf ListConfig from `hydra.utils.instantiate`)
-    become tuples so the spec stays hashable and JSON-plain."""
+    become tuples and mappings hashable dicts, so the spec stays hashable and JSON-plain."""
+    if isinstance(value, Mapping):
+        return _FrozenDict({str(k): _freeze(v) for k, v in value.items()})
     if isinstance(value, Sequence) and not isinstance(value, str | bytes):
         return tuple(map(_freeze, value))
     return value
@@ -176,13 +186,15 @@ def get_model_class(name: str) -> Callable[..., Any]:
     return registry.builder("model", name)
 
 
-def create_model(name: str, *, rngs: Any, **kwargs: Any) -> Any:
+def create_model(name: str, *, rngs: Any, lora: Any = None, **kwargs: Any) -> Any:
     """Build the registered model `name`: exactly the model `train.py model=<name>` builds with
     these settings.
 
     Args:
         name: the registry name.
         rngs: the model's `nnx.Rngs`.
+        lora: `model.lora` settings (rank, alpha, dropout, targets); with a rank above 0, the
+            layers its targets select get adapters (zoo.models.lora.add_lora).
         **kwargs: settings over the declared defaults (`hidden=16`).
 
     Returns:
@@ -193,7 +205,14 @@ def create_model(name: str, *, rngs: Any, **kwargs: Any) -> Any:
         SettingError: an unknown setting (with the closest one) or a value its declaration does
             not allow.
     """
-    return get_model_class(name)(rngs=rngs, **model_arguments(name, kwargs))
+    model = get_model_class(name)(rngs=rngs, **model_arguments(name, kwargs))
+    if lora is not None:
+        from zoo.models.lora import add_lora, lora_of
+
+        adapters = lora_of({"lora": lora})
+        if adapters is not None:
+            add_lora(model, rngs=rngs, **adapters)
+    return model
 
 
 def model_arguments(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -15,10 +15,11 @@ from omegaconf import DictConfig
 
 from zoo.checkpoint.schedule import checkpoint_every
 from zoo.config.plain import to_plain
-from zoo.config.schema import MODEL_TARGET
+from zoo.config.schema import LORA, MODEL_TARGET
 from zoo.data.dataset import Dataset, make_dataset
 from zoo.data.teacher import model_output_width
 from zoo.errors import ZooError
+from zoo.models.lora import ADAPTERS, add_lora, lora_of
 from zoo.models.registry import create_model
 from zoo.optim.optimizers import make_optimizer
 from zoo.training import footprint, parallel
@@ -27,12 +28,14 @@ from zoo.training.state import Run, TrainState
 from zoo.training.steps import make_steps
 
 log = logging.getLogger(__name__)
+LORA_STREAM = 0x10A  # folded into the run's seed for the adapters' draws
 
 
 def model_kwargs(model_cfg: Any) -> tuple[str, dict[str, Any]]:
     """Registry name and constructor arguments from a model config (its `_target_` is ignored:
     models are only ever built through the registry)."""
     kwargs = dict(to_plain(model_cfg))
+    kwargs.pop(LORA, None)  # adapters, added after building (lora_settings)
     target = kwargs.pop("_target_", MODEL_TARGET)
     if target != MODEL_TARGET:
         raise ZooError(f"model._target_={target!r} is not allowed; use {MODEL_TARGET} with name")
@@ -79,6 +82,25 @@ def _construct(name: str, kwargs: dict[str, Any], seed: int) -> nnx.Module:
         return create_model(name, rngs=nnx.Rngs(seed), **kwargs)
     except (TypeError, ValueError) as err:
         raise ZooError(f"model {name!r}: {err}") from None
+
+
+def add_adapters(model: nnx.Module, model_cfg: Any, seed: int) -> list[str] | None:
+    """With `model.lora.rank` above 0, LoRA adapters on the layers `model.lora.targets` selects
+    (after init.from: on the loaded weights), drawn from `seed`; the adapters' paths, else None."""
+    lora = lora_of(model_cfg)
+    if lora is None:
+        return None
+    rngs = nnx.Rngs(params=jax.random.fold_in(jax.random.key(seed), LORA_STREAM))
+    layers = add_lora(model, rngs=rngs, **lora)
+    adapters = [f"{layer}/{name}" for layer in layers for name in ADAPTERS]
+    log.info(
+        "LoRA: rank %d adapters (alpha %g) on %d layers: %s",
+        lora["rank"],
+        lora["alpha"],
+        len(layers),
+        ", ".join(layers),
+    )
+    return adapters
 
 
 def initial_state(
@@ -131,10 +153,11 @@ def build_run(cfg: DictConfig) -> Run:
     )
     model = build_model(name, kwargs, cfg.seed)
     init_report = load_initial_weights(model, cfg.get("init"))
+    adapted = add_adapters(model, cfg.model, cfg.seed)
     model.train()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     model.eval()
-    tx = with_param_groups(unclipped, params, cfg.optim)
+    tx = with_param_groups(unclipped, params, cfg.optim, train_only=adapted)
     eval_graphdef = nnx.graphdef(model)
     state = initial_state(params, rest, tx, cfg.seed, ema=trainer.ema is not None)
     state = parallel.replicate(state, mesh)
@@ -150,6 +173,7 @@ def build_run(cfg: DictConfig) -> Run:
         learning_rate=learning_rate,
         accumulate=trainer.accumulate,
         ema=trainer.ema,
+        streamed=data.stream is not None,
     )
     return Run(
         name,
@@ -165,4 +189,5 @@ def build_run(cfg: DictConfig) -> Run:
         trainer.log_every,
         trainer.eval_every,
         init_report,
+        trainer.accumulate,
     )

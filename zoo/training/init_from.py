@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import optax
@@ -14,6 +15,7 @@ from flax import nnx
 from zoo.config.plain import to_plain
 from zoo.errors import ZooError
 from zoo.optim.groups import param_groups, partition_optimizer
+from zoo.paths import flat_variables
 from zoo.weights.load import LoadReport, load_weights, plan_load
 from zoo.weights.sources import open_source
 
@@ -63,18 +65,33 @@ def load_initial_weights(model: nnx.Module, init_cfg: Any) -> LoadReport | None:
 
 
 def with_param_groups(
-    tx: optax.GradientTransformation, params: nnx.State, optim_cfg: Any
+    tx: optax.GradientTransformation,
+    params: nnx.State,
+    optim_cfg: Any,
+    train_only: Sequence[str] | None = None,
 ) -> optax.GradientTransformation:
     """`tx` (the optimizer without clipping) with `optim.freeze` (no update, no optimizer state)
     and `optim.lr_mult` (a factor on the learning rate, first matching pattern) applied by path,
-    after `optim.clip_norm` clips all trainable gradients together."""
+    after `optim.clip_norm` clips all trainable gradients together. `train_only` (LoRA's
+    adapters): the paths that train when `optim.freeze` is empty, every other one frozen."""
+    freeze = to_plain(optim_cfg.get("freeze")) or ()
+    if train_only is not None and not freeze:
+        trained = set(train_only)
+        freeze = [path for path in flat_variables(params) if path not in trained]
     groups = param_groups(
         params,
-        freeze=to_plain(optim_cfg.get("freeze")) or (),
+        freeze=freeze,
         lr_mult=to_plain(optim_cfg.get("lr_mult")) or None,
         freeze_key="optim.freeze",
         lr_mult_key="optim.lr_mult",
     )
-    if not groups.trivial:
+    if train_only is not None:  # LoRA: the listing of every frozen base tensor is no news
+        total = sum(groups.sizes.values())
+        trainable = total - sum(groups.sizes[p] for p in groups.frozen)
+        log.info(
+            "trainable parameters: %s of %s (%.3g%%)", f"{trainable:,}", f"{total:,}",
+            100 * trainable / max(total, 1),
+        )  # fmt: skip
+    elif not groups.trivial:
         log.info("parameter groups: %s", groups.describe())
     return partition_optimizer(tx, groups, clip_norm=optim_cfg.get("clip_norm"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import jax
 
@@ -55,13 +56,24 @@ def run_chunks(
     donated: use only the states handed back."""
     x, y, x_val, y_val = run.data.arrays()
     done = int(state.step)
-    for point in points:
-        state, *health = run.train_chunk(state, x, y, length=point - done)
-        train_loss, finite_steps, params_finite, lr = jax.device_get(health)  # one host sync
-        record = {"step": point, "train_loss": float(train_loss), "lr": float(lr)}
-        if evaluates_at(run, point):
-            metrics = run.evaluate(weights(state), state.rest, x_val, y_val)
-            record |= {k: float(v) for k, v in metrics.items()}
-        stop_if_not_finite(record, min(done + int(finite_steps) + 1, point), bool(params_finite))
-        done = point
-        yield state, record
+    stream = run.data.stream  # windows read on the host, each chunk's while the last one runs
+    shape = (run.batch_size,) if run.accumulate == 1 else (run.accumulate, run.batch_size)
+    with ThreadPoolExecutor(1, thread_name_prefix="zoo-windows") as reader:
+        ranges = zip([done, *points], points, strict=False)
+        pending = reader.submit(stream.windows, *next(ranges), shape) if stream and points else None
+        for point in points:
+            if pending is not None:
+                x, y = pending.result(), None
+            state, *health = run.train_chunk(state, x, y, length=point - done)
+            if pending is not None:
+                following = next(ranges, None)
+                pending = following and reader.submit(stream.windows, *following, shape)
+            train_loss, finite_steps, params_finite, lr = jax.device_get(health)  # one host sync
+            record = {"step": point, "train_loss": float(train_loss), "lr": float(lr)}
+            if evaluates_at(run, point):
+                metrics = run.evaluate(weights(state), state.rest, x_val, y_val)
+                record |= {k: float(v) for k, v in metrics.items()}
+            finite_steps = min(done + int(finite_steps) + 1, point)
+            stop_if_not_finite(record, finite_steps, bool(params_finite))
+            done = point
+            yield state, record

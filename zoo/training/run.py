@@ -31,6 +31,7 @@ from zoo.training.state import Run, TrainState, weights
 
 log = logging.getLogger(__name__)
 RUN_CONFIG = "config.yaml"  # the run's resolved config, written by the zoo into its directory
+TOKENIZER = "tokenizer.json"  # a text run's tokenizer, which zoo-generate reads
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,8 @@ def starting_point(
     primary = metrics_path is not None
     if primary:
         write_atomically(run_dir / RUN_CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
+        if (tokenizer := getattr(run.data.stream, "tokenizer", None)) is not None:
+            write_atomically(run_dir / TOKENIZER, tokenizer.to_json())  # text in, text out
     state, record = starting_state(ckpts, run.state, cfg.trainer.resume, metrics_path)
     start = int(state.step)
     if start > run.steps:
@@ -193,7 +196,7 @@ def log_model(run: Run) -> None:
         run.name,
         run.kwargs,
         sum(p.size for p in jax.tree.leaves(run.state.params)),
-        len(run.data.x_train),
+        run.data.n_train,
         len(run.data.x_val),
         run.data.task,
     )

@@ -50,3 +50,4 @@ class Run:
     log_every: int
     eval_every: int
     init_report: LoadReport | None = None  # what init.from loaded; None: fresh weights
+    accumulate: int = 1  # batches whose gradients each update averages

@@ -22,13 +22,17 @@ from zoo.training.state import TrainState
 
 
 def loss_and_metrics(task: str, out: jax.Array, y: jax.Array) -> tuple[jax.Array, dict]:
-    """Mean squared error (regression) or cross-entropy with accuracy (classification), in
+    """Mean squared error (regression) or cross-entropy with accuracy (classification; and
+    perplexity for a prediction per position, e.g. next-token language modelling), in
     float32 whatever dtype the model computes in (a bfloat16 sum of squares loses the small
     differences training needs)."""
     out = out.astype(jnp.float32)
     if task == "classification":
         loss = optax.softmax_cross_entropy_with_integer_labels(out, y).mean()
-        return loss, {"accuracy": (out.argmax(-1) == y).mean()}
+        metrics = {"accuracy": (out.argmax(-1) == y).mean()}
+        if out.ndim >= 3:  # a prediction per position: the mean over every token, exponentiated
+            metrics["perplexity"] = jnp.exp(loss)
+        return loss, metrics
     return jnp.mean((out - y) ** 2), {}
 
 
@@ -51,7 +55,7 @@ def accumulated(batch_grads: BatchGrads, params: Any, rest: Any, indices: jax.Ar
     zeros = jax.tree.map(jnp.zeros_like, params)
     start = (rest, jnp.zeros((), jnp.float32), zeros)
     (rest, loss_sum, grad_sum), _ = jax.lax.scan(micro_step, start, indices)
-    count = indices.shape[0]
+    count = jax.tree.leaves(indices)[0].shape[0]
     return rest, loss_sum / count, jax.tree.map(lambda g: g / count, grad_sum)
 
 
@@ -66,16 +70,26 @@ def make_steps(
     learning_rate: optax.Schedule | None = None,
     accumulate: int = 1,
     ema: float | None = None,
+    streamed: bool = False,
 ):
     """Jitted `train_chunk(state, x, y, length)` and `evaluate(params, rest, x, y)`.
 
     Both return arrays replicated over `mesh`; each batch is split over its `data` axis. Each
     update averages the gradients of `accumulate` batches; with `ema` (a decay), the state's
     `ema` follows the parameters. `learning_rate` (the optimizer's schedule) gives the chunk's
-    last learning rate, for the log."""
+    last learning rate, for the log. `streamed`: the batches come from the host, `x` holding
+    each step's token windows `(length, [accumulate,] batch_size, positions + 1)` (inputs and,
+    shifted by one, next-token targets) and `y` None."""
 
     def batch_grads(x, y, params, rest, idx):
-        xb, yb = parallel.shard_batch((x[idx], y[idx]), mesh)
+        return grads_of(params, rest, x[idx], y[idx])
+
+    def window_grads(params, rest, windows):
+        tokens = windows.astype(jnp.int32)
+        return grads_of(params, rest, tokens[..., :-1], tokens[..., 1:])
+
+    def grads_of(params, rest, xb, yb):
+        xb, yb = parallel.shard_batch((xb, yb), mesh)
 
         def compute_loss(params):
             # copy: Variables of this trace, so stateful layers (dropout's RNG counters, also
@@ -87,9 +101,14 @@ def make_steps(
         (loss, rest), grads = jax.value_and_grad(compute_loss, has_aux=True)(params)
         return rest, loss, grads
 
-    def train_step(x, y, state: TrainState, _):
+    def train_step(x, y, state: TrainState, windows):
         key = jax.random.fold_in(state.data_key, state.step)
-        if accumulate == 1:
+        if streamed and accumulate == 1:
+            rest, loss, grads = window_grads(state.params, state.rest, windows)
+        elif streamed:  # micro-batches: windows[i]
+            one = partial(window_grads, state.params)
+            rest, loss, grads = accumulated(one, state.params, state.rest, windows)
+        elif accumulate == 1:
             idx = jax.random.randint(key, (batch_size,), 0, x.shape[0])
             rest, loss, grads = batch_grads(x, y, state.params, state.rest, idx)
         else:  # the same draw as one batch of accumulate * batch_size, in micro-batches
@@ -108,7 +127,10 @@ def make_steps(
         """`length` steps; the mean loss, the number of steps before the first non-finite loss
         (`length` if none), whether the parameters are all finite and the learning rate of the
         last step (NaN without a schedule)."""
-        state, losses = jax.lax.scan(partial(train_step, x, y), state, length=length)
+        if streamed:
+            state, losses = jax.lax.scan(partial(train_step, None, None), state, x, length=length)
+        else:
+            state, losses = jax.lax.scan(partial(train_step, x, y), state, length=length)
         finite = jnp.isfinite(losses)
         finite_steps = jnp.where(finite.all(), length, jnp.argmin(finite))
         leaves = jax.tree.leaves(state.params)

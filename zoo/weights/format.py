@@ -95,6 +95,10 @@ def read_config(directory: str | os.PathLike) -> tuple[str, dict[str, Any]]:
 
 
 def is_plain(value: Any) -> bool:
+    if isinstance(value, dict):  # a mapping setting (llama's rope_scaling); never a `_target_`
+        return all(
+            isinstance(k, str) and not k.startswith("_") and is_plain(v) for k, v in value.items()
+        )
     if isinstance(value, list | tuple):
         return all(map(is_plain, value))
     return value is None or isinstance(value, bool | int | float | str)
@@ -104,7 +108,21 @@ def tensor_layout(directory: str | os.PathLike) -> dict[str, jax.ShapeDtypeStruc
     """Shape and dtype of each tensor in `model.safetensors`, by state path
     (`middle/inner/kernel`), read from its header alone and checked against the file's size."""
     path = Path(directory) / WEIGHTS
-    with open_regular(path, NOT_PRETRAINED) as file:
+    layout = {}
+    for key, info in safetensors_header(path, NOT_PRETRAINED).items():
+        state_path = key.replace(".", "/")
+        if state_path in layout:
+            raise ZooError(f"{path}: two tensors have the path {state_path!r}")
+        layout[state_path] = info
+    return layout
+
+
+def safetensors_header(
+    path: Path, missing: str = "no such file"
+) -> dict[str, jax.ShapeDtypeStruct]:
+    """Shape and dtype of each tensor of the safetensors file `path`, by its name in the file,
+    from the header alone, each checked to lie inside the file (a truncated file is refused)."""
+    with open_regular(path, missing) as file:
         size = os.fstat(file.fileno()).st_size
         if size < 8:
             raise ZooError(f"{path}: unreadable weights (a file of {size} bytes is no safetensors)")
@@ -129,10 +147,7 @@ def tensor_layout(directory: str | os.PathLike) -> dict[str, jax.ShapeDtypeStruc
                 f"{path}: unreadable weights ({key!r} has shape {list(info.shape)}: its nonzero "
                 f"dimensions make over 2^{MAX_TENSOR_BYTES.bit_length() - 1} bytes)"
             )
-        state_path = key.replace(".", "/")
-        if state_path in layout:
-            raise ZooError(f"{path}: two tensors have the path {state_path!r}")
-        layout[state_path] = info
+        layout[key] = info
     return layout
 
 

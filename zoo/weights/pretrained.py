@@ -16,6 +16,7 @@ from safetensors.numpy import save_file
 
 from zoo.errors import ZooError
 from zoo.files import follow_umask, staging_directory
+from zoo.models.lora import merge_lora
 from zoo.models.registry import create_model, model_settings, model_spec
 from zoo.weights.format import (
     CONFIG,
@@ -36,7 +37,9 @@ def _weights(model: nnx.Module) -> dict[str, nnx.Variable]:
     return {".".join(map(str, path)): var for path, var in nnx.to_flat_state(state)}
 
 
-def save_pretrained(model: nnx.Module, directory: str | os.PathLike) -> Path:
+def save_pretrained(
+    model: nnx.Module, directory: str | os.PathLike, *, format: str = "zoo"
+) -> Path:
     """Write `model` to `directory` as `model.safetensors` + `config.json`.
 
     The files are written next to `directory` and moved into place whole, so no reader ever sees
@@ -46,14 +49,20 @@ def save_pretrained(model: nnx.Module, directory: str | os.PathLike) -> Path:
         model: a model built through the registry (`zoo.create_model`, or a registered class).
         directory: where to write; an existing one is replaced only if it holds nothing but these
             two files (a previous save).
+        format: `"zoo"`, the zoo's own (weights by state path, the registry name and
+            arguments); `"hf"`, the published layout of the model's family (Hugging Face
+            names and config.json, which transformers loads; `gpt2` and `llama`).
 
     Returns:
         The directory, absolute.
 
     Raises:
-        ZooError: the model is not registered, an argument is not plain JSON, or the directory
-            holds other files.
+        ZooError: the model is not registered, an argument is not plain JSON, the family has no
+            published layout, or the directory holds other files.
     """
+    if format not in ("zoo", "hf"):
+        raise ZooError(f"save_pretrained(format={format!r}): valid formats are 'zoo' and 'hf'")
+    model = merge_lora(model)  # LoRA's adapters folded into the kernels: a plain model
     name, kwargs = model_spec(model)
     for key, value in kwargs.items():
         if not is_plain(value):
@@ -66,13 +75,20 @@ def save_pretrained(model: nnx.Module, directory: str | os.PathLike) -> Path:
         not directory.is_dir() or {p.name for p in directory.iterdir()} - {WEIGHTS, CONFIG}
     ):
         raise ZooError(f"{directory}: exists and is not a pretrained directory; not replacing it")
+    if format == "hf":
+        from zoo.weights.published import published_tensors
+
+        tensors, config = published_tensors(model)
+        metadata = {"format": "pt"}  # what transformers expects of a safetensors file
+    else:
+        tensors = {k: np.asarray(jax.device_get(var[...])) for k, var in _weights(model).items()}
+        config = {"format_version": FORMAT_VERSION, "model": name, "kwargs": kwargs}
+        metadata = None
     directory.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {key: np.asarray(jax.device_get(var[...])) for key, var in _weights(model).items()}
-    config = {"format_version": FORMAT_VERSION, "model": name, "kwargs": kwargs}
     staging = staging_directory(directory)
     old = staging.with_name(staging.name + ".old")
     try:
-        save_file(tensors, str(staging / WEIGHTS))
+        save_file(tensors, str(staging / WEIGHTS), metadata=metadata)
         follow_umask(staging / WEIGHTS)  # safetensors writes 0600 whatever the umask
         (staging / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
         if directory.exists():
@@ -85,6 +101,32 @@ def save_pretrained(model: nnx.Module, directory: str | os.PathLike) -> Path:
         raise
     shutil.rmtree(old, ignore_errors=True)
     return directory
+
+
+def _filled(abstract: nnx.Module, source: Any, planned: LoadReport) -> nnx.Module | None:
+    """The abstract model with every variable read from `source` (cast to its dtype), or None
+    when the plan leaves any variable to initialise (or the model holds RNG state)."""
+    from zoo.paths import flat_variables
+
+    variables = flat_variables(abstract)
+    state = nnx.state(abstract)
+    if set(planned.loaded) != set(variables) or len(nnx.to_flat_state(state)) != len(variables):
+        return None
+    arrays = source.read(sorted(variables))
+    bad = sorted(p for p, a in arrays.items() if not np.isfinite(a.astype(np.float32)).all())
+    if bad:
+        raise ZooError(f"{source}: non-finite values in {', '.join(bad)}; nothing was loaded")
+    pure: dict[str, Any] = {}
+    for path, variable in variables.items():
+        *parents, leaf = path.split("/")
+        node = pure
+        for key in parents:
+            node = node.setdefault(int(key) if key.isdigit() else key, {})
+        node[int(leaf) if leaf.isdigit() else leaf] = jax.numpy.asarray(
+            arrays[path], dtype=variable.dtype
+        )
+    nnx.replace_by_pure_dict(state, pure)
+    return nnx.merge(nnx.graphdef(abstract), state)
 
 
 def _with_param_dtype(name: str, kwargs: dict[str, Any], dtype: str) -> dict[str, Any]:
@@ -116,8 +158,14 @@ def from_pretrained(
     and rebuilds the model with `param_dtype=dtype` where it has that setting; without it the
     tensors must have the dtypes the saved config builds.
 
+    A published checkpoint directory (Hugging Face's `config.json` + `model.safetensors` or a
+    sharded `model.safetensors.index.json`; `model_type` gpt2 or llama) is read through its
+    family's conversion table (zoo.weights.published); its tensors take the model's
+    `param_dtype` (float32 unless `dtype` says otherwise).
+
     Args:
-        directory: a pretrained directory (`model.safetensors` + `config.json`).
+        directory: a pretrained directory (`model.safetensors` + `config.json`), the zoo's own
+            or a published one.
         strict: every missing, unexpected, mis-shaped or mis-typed tensor is an error, found from
             the model's abstract shapes before any parameter is allocated; without it the parts
             that do not fit stay freshly initialised (from `nnx.Rngs(0)`).
@@ -132,16 +180,30 @@ def from_pretrained(
         ZooError: a missing, damaged or hostile file (one line), or with `strict` every tensor
             that does not fit.
     """
+    from zoo.weights import published
     from zoo.weights.load import load_weights, plan_load
-    from zoo.weights.sources import PretrainedSource
+    from zoo.weights.sources import PretrainedSource, PublishedSource
 
     directory = Path(directory)
-    if dtype is not None:
-        overrides = _with_param_dtype(read_config(directory)[0], overrides, dtype)
-    name, kwargs, abstract = abstract_model(directory, **overrides)
-    source = PretrainedSource(directory)
-    cast = dtype is not None
-    plan_load(abstract, source, strict=strict, cast=cast)  # a strict mismatch: before allocating
+    if published.is_published(directory):  # a Hugging Face (or timm) checkpoint directory
+        if dtype is not None:
+            family = published.published_settings(directory)[0]
+            overrides = _with_param_dtype(family, overrides, dtype)
+        name, kwargs, abstract = published.abstract_published(directory, **overrides)
+        source = PublishedSource(directory)
+        cast = True  # its tensors take the model's param_dtype, as transformers loads them
+    else:
+        if dtype is not None:
+            overrides = _with_param_dtype(read_config(directory)[0], overrides, dtype)
+        name, kwargs, abstract = abstract_model(directory, **overrides)
+        source = PretrainedSource(directory)
+        cast = dtype is not None
+    planned = plan_load(abstract, source, strict=strict, cast=cast)  # a mismatch: before allocating
+    if isinstance(source, PublishedSource):
+        model = _filled(abstract, source, planned)
+        if model is not None:  # every variable comes from the file: no random init to overwrite
+            model.eval()
+            return (model, planned) if output_loading_info else model
     try:
         model = create_model(name, rngs=nnx.Rngs(0), **kwargs)
     except (TypeError, ValueError) as err:

@@ -24,6 +24,7 @@ from zoo.models.layers import in_stacked, stacked_paths
 from zoo.models.registry import create_model
 from zoo.paths import flat_variables
 from zoo.weights import format as pretrained
+from zoo.weights import published
 
 SOURCE_KINDS = (
     "a pretrained directory (model.safetensors + config.json), a train run directory (with "
@@ -93,6 +94,26 @@ class PretrainedSource(WeightSource):
         return pretrained.read_tensors(self.directory, paths)
 
 
+class PublishedSource(WeightSource):
+    """A published checkpoint directory (Hugging Face `config.json` + safetensors, sharded or
+    not), its tensors converted to state paths by the family's table (zoo.weights.published)."""
+
+    def __init__(self, directory: str | os.PathLike) -> None:
+        self._checkpoint = published.PublishedCheckpoint(directory)
+        self.description = str(self._checkpoint)
+
+    @property
+    def layout(self) -> dict[str, jax.ShapeDtypeStruct]:
+        return self._checkpoint.layout
+
+    @property
+    def stacked(self) -> frozenset[str]:
+        return self._checkpoint.stacked
+
+    def read(self, paths: Iterable[str]) -> dict[str, np.ndarray]:
+        return self._checkpoint.read(paths)
+
+
 class CheckpointSource(WeightSource):
     """The parameters (`params` of the TrainState) of one orbax checkpoint step, restored as
     numpy arrays from the checkpoint's own metadata: no model, config or optimizer is needed."""
@@ -159,7 +180,7 @@ class CheckpointSource(WeightSource):
         if not isinstance(model_cfg, dict) or not isinstance(model_cfg.get("name"), str):
             return frozenset()
         name = model_cfg["name"]
-        kwargs = {k: v for k, v in model_cfg.items() if k not in ("_target_", "name")}
+        kwargs = {k: v for k, v in model_cfg.items() if k not in ("_target_", "name", "lora")}
         try:  # by registry name only; the widths that data gave the run do not move any module
             model = nnx.eval_shape(lambda: create_model(name, rngs=nnx.Rngs(0), **kwargs))
         except (ZooError, TypeError, ValueError):
@@ -221,6 +242,8 @@ def open_source(source: Any) -> WeightSource:
     if not path.is_dir():
         problem = "not a directory" if path.exists() else "no such directory"
         raise ZooError(f"{path}: {problem}; weights come from {SOURCE_KINDS}")
+    if published.is_published(path):
+        return PublishedSource(path)
     if (path / pretrained.WEIGHTS).exists() or (path / pretrained.CONFIG).exists():
         return PretrainedSource(path)
     if (path / "state").is_dir():

@@ -32,7 +32,11 @@ def params(model: nnx.Module) -> dict[str, np.ndarray]:
     }
 
 
-DATA_FOR = {"transformer": ["data=sequence"]}  # the default data=teacher has feature vectors
+DATA_FOR = {
+    "transformer": ["data=sequence"],
+    "gpt2": ["data=sequence"],
+    "llama": ["data=sequence"],
+}  # the default data=teacher has feature vectors
 
 
 @pytest.mark.parametrize("name", zoo.list_models())

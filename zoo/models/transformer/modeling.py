@@ -8,10 +8,10 @@ has shape `(N, d_model, d_model)`.
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 from jax.typing import DTypeLike
 
+from zoo.models.attention import attend
 from zoo.models.layers import InnerLinear, create_stacked, embed_init, precision_kwargs, scan_blocks
 from zoo.models.mlp.modeling import MLP
 from zoo.models.registry import register_model
@@ -19,7 +19,8 @@ from zoo.models.transformer import settings  # noqa: F401  (the declaration regi
 
 
 class Attention(nnx.Module):
-    """Multi-head scaled dot-product self-attention with four linear projections."""
+    """Multi-head scaled dot-product self-attention with four linear projections, computed by
+    `zoo.models.attention.attend` (`jax.nn.dot_product_attention`)."""
 
     def __init__(
         self,
@@ -44,13 +45,9 @@ class Attention(nnx.Module):
         *lead, length, d_model = x.shape
         heads = (*lead, length, self.num_heads, d_model // self.num_heads)
         q, k, v = (proj(x).reshape(heads) for proj in (self.query, self.key, self.value))
-        logits = jnp.einsum("...qhd,...khd->...hqk", q, k) / jnp.sqrt(heads[-1]).astype(q.dtype)
-        logits = logits.astype(jnp.float32)  # the softmax in float32 whatever the compute dtype
-        if self.causal:
-            allowed = jnp.tril(jnp.ones((length, length), dtype=bool))
-            logits = jnp.where(allowed, logits, jnp.finfo(logits.dtype).min)
-        weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
-        mixed = jnp.einsum("...hqk,...khd->...qhd", weights, v).reshape(x.shape)
+        # jax.nn.dot_product_attention wants exactly one batch axis
+        q, k, v = (a.reshape(-1, *a.shape[-3:]) for a in (q, k, v))
+        mixed = attend(q, k, v, causal=self.causal)[0].reshape(x.shape)
         return self.out(mixed)
 
 
