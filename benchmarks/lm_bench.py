@@ -112,7 +112,7 @@ def no_cache_generate(model, prompts: np.ndarray, new: int) -> np.ndarray:
 
 def generation(quick: bool, repeats: int) -> list[tuple]:
     rows = []
-    for d, layers, prompt, new, batch in [(256, 4, 32, 96, 8), (256, 4, 32, 480, 8)]:
+    for d, layers, prompt, new, batch in [(256, 4, 32, 96, 8), (256, 4, 32, 224, 8)]:
         if quick:
             new = new // 4
         model = zoo.create_model(

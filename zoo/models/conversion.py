@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from zoo.config.types import SettingError
+
 # The transforms a row may name (zoo.weights.published implements them, both ways).
 TRANSFORMS = ("none", "transpose")
 
@@ -50,8 +52,6 @@ class Conversion:
 
 def require(config: dict[str, Any], key: str, kind: type | tuple[type, ...] = int) -> Any:
     """`config[key]`, which must be there and of `kind` (bool is not an int here)."""
-    from zoo.config.types import SettingError
-
     value = config.get(key)
     if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
         value = None
