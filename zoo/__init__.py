@@ -29,6 +29,7 @@ _EXPORTS = {
     "LoadReport": "zoo.weights.load",
     "inspect_weights": "zoo.weights.inspection",
     "diff_weights": "zoo.weights.inspection",
+    "features": "zoo.models.features",
 }
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "declare",
     "deep_nested_forward",
     "diff_weights",
+    "features",
     "from_pretrained",
     "get_model_class",
     "inspect_weights",
@@ -58,6 +60,7 @@ if TYPE_CHECKING:
     from zoo.config.registry import declare
     from zoo.errors import ZooError
     from zoo.models.deep_nested.modeling import deep_nested_forward
+    from zoo.models.features import features
     from zoo.models.registry import (
         create_model,
         get_model_class,

@@ -45,7 +45,10 @@ class Dataset:
 
     def model_inputs(self) -> dict[str, int]:
         """The model keys the inputs determine: `in_features` for feature vectors; `vocab_size`
-        and `max_len` (the sequence length) for token sequences."""
+        and `max_len` (the sequence length) for token sequences; `in_channels` and `image_size`
+        for square NHWC images."""
+        if self.x_train.ndim == 4:
+            return {"in_channels": self.in_features, "image_size": int(self.x_train.shape[1])}
         if self.vocab_size is not None:
             return {"vocab_size": self.vocab_size, "max_len": int(self.x_train.shape[-1])}
         return {"in_features": self.in_features}

@@ -72,6 +72,7 @@ class DigitsSettings(SplitSettings):
     """scikit-learn's bundled 8x8 handwritten digits: 1797 images, 10 classes."""
 
     task: str = setting("classification", "the digits are classes", choices=TASKS)
+    images: bool = setting(False, "8x8x1 NHWC images (for resnet, vit) instead of 64 features")
 
 
 @declare("data", "sequence", builder="zoo.data.sequence:sequence")

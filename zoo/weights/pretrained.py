@@ -133,19 +133,31 @@ def from_pretrained(
             that does not fit.
     """
     from zoo.weights.load import load_weights, plan_load
-    from zoo.weights.sources import PretrainedSource
+    from zoo.weights.published_vision import abstract as abstract_published
+    from zoo.weights.published_vision import read_published
+    from zoo.weights.sources import PretrainedSource, PublishedSource
 
     directory = Path(directory)
+    published = read_published(directory)  # timm or Hugging Face: converted by its table
     if dtype is not None:
-        overrides = _with_param_dtype(read_config(directory)[0], overrides, dtype)
-    name, kwargs, abstract = abstract_model(directory, **overrides)
-    source = PretrainedSource(directory)
+        name = published.name if published else read_config(directory)[0]
+        overrides = _with_param_dtype(name, overrides, dtype)
+    if published is not None:
+        name, kwargs = published.name, published.kwargs | overrides
+        abstract = abstract_published(name, kwargs, directory / CONFIG)
+        source = PublishedSource(published, abstract)
+    else:
+        name, kwargs, abstract = abstract_model(directory, **overrides)
+        source = PretrainedSource(directory)
     cast = dtype is not None
     plan_load(abstract, source, strict=strict, cast=cast)  # a strict mismatch: before allocating
-    try:
-        model = create_model(name, rngs=nnx.Rngs(0), **kwargs)
-    except (TypeError, ValueError) as err:
-        raise ZooError(f"{directory / CONFIG}: cannot build model {name!r}: {err}") from None
+    if strict and not nnx.state(abstract, nnx.RngState):
+        model = abstract  # the file gives every variable: nothing to draw (nor compile) first
+    else:
+        try:
+            model = create_model(name, rngs=nnx.Rngs(0), **kwargs)
+        except (TypeError, ValueError) as err:
+            raise ZooError(f"{directory / CONFIG}: cannot build model {name!r}: {err}") from None
     report = load_weights(model, source, strict=strict, cast=cast)
     model.eval()
     return (model, report) if output_loading_info else model

@@ -50,6 +50,10 @@ class WeightSource:
     def read(self, paths: Iterable[str]) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
+    def fitted(self, model: nnx.Module) -> WeightSource:
+        """The source as it loads into `model` (abstract or not): itself, for most sources."""
+        return self
+
     def __str__(self) -> str:
         return self.description
 
@@ -91,6 +95,36 @@ class PretrainedSource(WeightSource):
 
     def read(self, paths: Iterable[str]) -> dict[str, np.ndarray]:
         return pretrained.read_tensors(self.directory, paths)
+
+
+class PublishedSource(WeightSource):
+    """A timm or Hugging Face directory, converted by its family's table
+    (zoo.weights.published_vision): tensors by zoo path, for the model the config describes, or
+    for the model it is `fitted` to (a ViT's positions resampled to its image size)."""
+
+    def __init__(self, published: Any, model: nnx.Module | None = None) -> None:
+        from zoo.weights.published_vision import Conversion, abstract
+
+        self.published = published
+        if model is None:
+            model = abstract(published.name, published.kwargs, published.directory)
+        self._conversion = Conversion(published, model)
+        self._stacked = stacked_tensors(model)
+        self.description = self._conversion.describe()
+
+    @property
+    def layout(self) -> dict[str, jax.ShapeDtypeStruct]:
+        return self._conversion.layout
+
+    @property
+    def stacked(self) -> frozenset[str]:
+        return self._stacked
+
+    def fitted(self, model: nnx.Module) -> WeightSource:
+        return PublishedSource(self.published, model)
+
+    def read(self, paths: Iterable[str]) -> dict[str, np.ndarray]:
+        return self._conversion.read(list(paths))
 
 
 class CheckpointSource(WeightSource):
@@ -222,7 +256,10 @@ def open_source(source: Any) -> WeightSource:
         problem = "not a directory" if path.exists() else "no such directory"
         raise ZooError(f"{path}: {problem}; weights come from {SOURCE_KINDS}")
     if (path / pretrained.WEIGHTS).exists() or (path / pretrained.CONFIG).exists():
-        return PretrainedSource(path)
+        from zoo.weights.published_vision import read_published
+
+        published = read_published(path)
+        return PublishedSource(published) if published is not None else PretrainedSource(path)
     if (path / "state").is_dir():
         return CheckpointSource(path)
     if (path / "model").is_dir():

@@ -32,7 +32,7 @@ def params(model: nnx.Module) -> dict[str, np.ndarray]:
     }
 
 
-DATA_FOR = {"transformer": ["data=sequence"]}  # the default data=teacher has feature vectors
+DATA_FOR = {"transformer": ["data=sequence"], "resnet": ["data=digits"], "vit": ["data=digits"]}
 
 
 @pytest.mark.parametrize("name", zoo.list_models())
