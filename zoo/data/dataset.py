@@ -20,7 +20,7 @@ from zoo.memory import nbytes, require_memory
 @partial(
     jax.tree_util.register_dataclass,  # a pytree, so that jax.eval_shape gives its shapes
     data_fields=["x_train", "y_train", "x_val", "y_val"],
-    meta_fields=["task", "num_classes", "vocab_size"],
+    meta_fields=["task", "num_classes", "vocab_size", "augment"],
 )
 @dataclass(frozen=True)
 class Dataset:
@@ -33,6 +33,8 @@ class Dataset:
     task: str  # "regression" | "classification"
     num_classes: int | None = None
     vocab_size: int | None = None  # set when the inputs are integer tokens in [0, vocab_size)
+    # (train batch, key, example indices) -> the batch augmented in training; None: as it is
+    augment: Any = None
 
     @property
     def in_features(self) -> int:

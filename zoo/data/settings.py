@@ -88,3 +88,36 @@ class SequenceSettings:
     n_train: int = setting(8192, "training sequences", ge=1, le=MAX_ROWS)
     n_val: int = setting(1024, "validation sequences", ge=1, le=MAX_ROWS)
     seed: int = setting(1234, "draws the sequences", ge=0)
+
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+@declare("data", "images", builder="zoo.data.images:images")
+@dataclass(frozen=True, kw_only=True)
+class ImagesSettings:
+    """A folder of images, one subfolder per class (ImageFolder), or train/ and val/ of them."""
+
+    path: str = setting(REQUIRED, "the folder: <class>/<image>, or train/<class>/, val/<class>/")
+    image_size: int = setting(
+        32, "images are resized and centre-cropped to this square", ge=1, le=4096
+    )
+    mean: list[float] = setting(
+        IMAGENET_MEAN, "per-channel mean of [0, 1] pixels (ImageNet's)", min_items=1, max_items=4
+    )
+    std: list[float] = setting(
+        IMAGENET_STD,
+        "per-channel std of [0, 1] pixels (ImageNet's)",
+        gt=0,
+        min_items=1,
+        max_items=4,
+    )
+    augment: bool = setting(
+        False,
+        "random resized crop and horizontal flip in training, drawn "
+        "from (data.seed, step, example)",
+    )
+    val_fraction: float = setting(0.2, "share held out for validation (without val/)", gt=0, lt=1)
+    seed: int = setting(0, "draws the validation split and the augmentation", ge=0)
+    cache: bool = setting(True, "keep decoded pixels in a uint8 cache that later runs reuse")

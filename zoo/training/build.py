@@ -150,6 +150,7 @@ def build_run(cfg: DictConfig) -> Run:
         learning_rate=learning_rate,
         accumulate=trainer.accumulate,
         ema=trainer.ema,
+        augment=data.augment,
     )
     return Run(
         name,

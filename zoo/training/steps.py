@@ -66,16 +66,19 @@ def make_steps(
     learning_rate: optax.Schedule | None = None,
     accumulate: int = 1,
     ema: float | None = None,
+    augment: Callable | None = None,
 ):
     """Jitted `train_chunk(state, x, y, length)` and `evaluate(params, rest, x, y)`.
 
     Both return arrays replicated over `mesh`; each batch is split over its `data` axis. Each
     update averages the gradients of `accumulate` batches; with `ema` (a decay), the state's
     `ema` follows the parameters. `learning_rate` (the optimizer's schedule) gives the chunk's
-    last learning rate, for the log."""
+    last learning rate, for the log. `augment(batch, step, indices)` (the data's) changes each
+    training batch."""
 
-    def batch_grads(x, y, params, rest, idx):
-        xb, yb = parallel.shard_batch((x[idx], y[idx]), mesh)
+    def batch_grads(x, y, step, params, rest, idx):
+        xb = x[idx] if augment is None else augment(x[idx], step, idx)
+        xb, yb = parallel.shard_batch((xb, y[idx]), mesh)
 
         def compute_loss(params):
             # copy: Variables of this trace, so stateful layers (dropout's RNG counters, also
@@ -91,10 +94,10 @@ def make_steps(
         key = jax.random.fold_in(state.data_key, state.step)
         if accumulate == 1:
             idx = jax.random.randint(key, (batch_size,), 0, x.shape[0])
-            rest, loss, grads = batch_grads(x, y, state.params, state.rest, idx)
+            rest, loss, grads = batch_grads(x, y, state.step, state.params, state.rest, idx)
         else:  # the same draw as one batch of accumulate * batch_size, in micro-batches
             indices = jax.random.randint(key, (accumulate, batch_size), 0, x.shape[0])
-            one = partial(batch_grads, x, y, state.params)
+            one = partial(batch_grads, x, y, state.step, state.params)
             rest, loss, grads = accumulated(one, state.params, state.rest, indices)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
