@@ -128,7 +128,8 @@ class PublishedSource(WeightSource):
 
 
 class CheckpointSource(WeightSource):
-    """The parameters (`params` of the TrainState) of one orbax checkpoint step, restored as
+    """The parameters (`params` of the TrainState) and running statistics (the floating-point
+    variables of its `rest`) of one orbax checkpoint step, restored as
     numpy arrays from the checkpoint's own metadata: no model, config or optimizer is needed."""
 
     def __init__(self, directory: str | os.PathLike) -> None:
@@ -148,21 +149,32 @@ class CheckpointSource(WeightSource):
                 state=ocp.PyTreeCheckpointHandler(), meta=ocp.JsonCheckpointHandler()
             )
         )
-        params = self._guarded(self._params_metadata)
+        params, rest = self._guarded(self._params_metadata)
         if not isinstance(params, Mapping):
             raise ZooError(f"checkpoint {self.directory} is unreadable (no parameters in 'state')")
-        # `.../kernel/value`: the stored tree ends each Variable in its `value`
-        self._keys = {_state_path(keys): keys for keys, _ in _flatten(params)}
+        # `.../kernel/value`: the stored tree ends each Variable in its `value`. Beside the
+        # parameters, the floating-point variables of `rest` (BatchNorm's running statistics;
+        # not the integer RNG counters and keys of dropout).
+        leaves = [("params", keys, leaf) for keys, leaf in _flatten(params)]
+        if isinstance(rest, Mapping):
+            leaves += [
+                ("rest", keys, leaf)
+                for keys, leaf in _flatten(rest)
+                if np.issubdtype(np.dtype(leaf.dtype), np.floating)
+            ]
+        self._keys = {_state_path(keys): (part, *keys) for part, keys, _ in leaves}
         self._layout = {
             _state_path(keys): jax.ShapeDtypeStruct(tuple(leaf.shape), np.dtype(leaf.dtype))
-            for keys, leaf in _flatten(params)
+            for _, keys, leaf in leaves
         }
 
-    def _params_metadata(self) -> Any:
+    def _params_metadata(self) -> tuple[Any, Any]:
         items = self._checkpointer.metadata(self.directory).item_metadata
         state = items.get("state") if items is not None else None
         tree = getattr(state, "tree", None)
-        return tree.get("params") if isinstance(tree, Mapping) else None
+        if not isinstance(tree, Mapping):
+            return None, None
+        return tree.get("params"), tree.get("rest")
 
     def _guarded(self, action):
         """`action()`, with any orbax or tensorstore failure as one ZooError line."""
@@ -205,7 +217,7 @@ class CheckpointSource(WeightSource):
         item: dict[str, Any] = {}
         for path in paths:
             node = item
-            *parents, leaf = ("params", *self._keys[path])
+            *parents, leaf = self._keys[path]
             for key in parents:
                 node = node.setdefault(key, {})
             node[leaf] = 0  # a placeholder: only the paths named here are restored
@@ -215,8 +227,12 @@ class CheckpointSource(WeightSource):
         args = ocp.args.PyTreeRestore(item=item, restore_args=as_numpy, partial_restore=True)
         restored = self._guarded(
             lambda: self._checkpointer.restore(self.directory, args=ocp.args.Composite(state=args))
-        )["state"]["params"]
-        return {_state_path(keys): np.asarray(leaf) for keys, leaf in _flatten(restored)}
+        )["state"]
+        return {
+            _state_path(keys): np.asarray(leaf)
+            for part in ("params", "rest")
+            for keys, leaf in _flatten(restored.get(part) or {})
+        }
 
 
 def stacked_tensors(model: nnx.Module) -> frozenset[str]:

@@ -144,3 +144,12 @@ def test_bad_folders_stop_with_one_line(tmp_path, layout, message):
     validate(cfg)
     with pytest.raises(zoo.ZooError, match=message):
         make_dataset(cfg.data, cfg.model)
+
+
+def test_checkpoints_hold_the_running_statistics_for_inspect_diff_and_init_from(trained):
+    run_dir, _ = trained
+    step = run_dir / "checkpoints" / "30"
+    diff = zoo.diff_weights(step, run_dir)  # the last checkpoint against the saved model/
+    assert diff.equal and {"stem/norm/mean", "stem/norm/var"} <= {r.path for r in diff.rows}
+    stats = {r.path: r for r in zoo.inspect_weights(step, ["stem/norm"])}
+    assert stats["stem/norm/var"].mean > 1.01  # not the initial ones
