@@ -28,6 +28,7 @@ import numpy as np
 
 from zoo.data.arrays import split_off_val
 from zoo.data.dataset import Dataset
+from zoo.data.settings import IMAGENET_MEAN, IMAGENET_STD
 from zoo.errors import ZooError
 from zoo.memory import require_memory
 
@@ -198,7 +199,9 @@ def images(cfg: Any, model_cfg: Any) -> Dataset:
         size,
         size,
     )
-    normalise = normaliser(list(cfg.mean), list(cfg.std), 3, source)
+    mean = list(cfg.mean) if cfg.mean is not None else IMAGENET_MEAN
+    std = list(cfg.std) if cfg.std is not None else IMAGENET_STD
+    normalise = normaliser(mean, std, 3, source)
     augment = (
         functools.partial(random_resized_crop_flip, seed=int(cfg.seed)) if cfg.augment else None
     )

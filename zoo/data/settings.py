@@ -103,12 +103,16 @@ class ImagesSettings:
     image_size: int = setting(
         32, "images are resized and centre-cropped to this square", ge=1, le=4096
     )
-    mean: list[float] = setting(
-        IMAGENET_MEAN, "per-channel mean of [0, 1] pixels (ImageNet's)", min_items=1, max_items=4
+    mean: list[float] | None = setting(
+        None,
+        "per-channel mean of [0, 1] pixels; null: init.from's published checkpoint's, else "
+        "ImageNet's",
+        min_items=1,
+        max_items=4,
     )
-    std: list[float] = setting(
-        IMAGENET_STD,
-        "per-channel std of [0, 1] pixels (ImageNet's)",
+    std: list[float] | None = setting(
+        None,
+        "per-channel std of [0, 1] pixels; null: as data.mean",
         gt=0,
         min_items=1,
         max_items=4,

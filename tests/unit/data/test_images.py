@@ -153,3 +153,21 @@ def test_checkpoints_hold_the_running_statistics_for_inspect_diff_and_init_from(
     assert diff.equal and {"stem/norm/mean", "stem/norm/var"} <= {r.path for r in diff.rows}
     stats = {r.path: r for r in zoo.inspect_weights(step, ["stem/norm"])}
     assert stats["stem/norm/var"].mean > 1.01  # not the initial ones
+
+
+def test_mean_and_std_come_from_the_published_checkpoint_init_from_names(folder):
+    from conftest import ROOT
+
+    from zoo.training.build import published_normalisation
+
+    cfg = compose_config("train", run_args(folder))
+    vision = ROOT / "tests" / "fixtures" / "vision"
+    timm = published_normalisation(cfg.data, {"from": str(vision / "timm_vit")})
+    assert list(timm.mean) == [0.5] * 3 and list(timm.std) == [0.5] * 3  # pretrained_cfg
+    hf = published_normalisation(cfg.data, {"from": str(vision / "hf_resnet")})
+    assert list(hf.mean) == [0.485, 0.456, 0.406]  # preprocessor_config.json
+    assert published_normalisation(cfg.data, {"from": None}).mean is None  # ImageNet's
+    given = compose_config("train", run_args(folder, "data.mean=[0.1]", "data.std=[0.2]"))
+    assert list(published_normalisation(given.data, {"from": str(vision / "timm_vit")}).mean) == [
+        0.1
+    ]
