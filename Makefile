@@ -48,6 +48,7 @@ test-fast: $(STAMP)
 # Not part of `make test`: timings on a shared machine are measured, never asserted.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python benchmarks/vision_bench.py
 
 # Style, then the import contracts of pyproject.toml (layers, JAX-free config, no cycles).
 lint: $(STAMP)

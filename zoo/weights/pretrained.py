@@ -101,6 +101,15 @@ def _with_param_dtype(name: str, kwargs: dict[str, Any], dtype: str) -> dict[str
     return kwargs
 
 
+def _abstract_left(model: nnx.Module) -> bool:
+    """Whether any array of `model` is still a shape only (`jax.ShapeDtypeStruct`)."""
+    for _, node in nnx.iter_graph(model):
+        value = node.get_value() if isinstance(node, nnx.Variable) else node
+        if isinstance(value, jax.ShapeDtypeStruct):
+            return True
+    return False
+
+
 def from_pretrained(
     directory: str | os.PathLike,
     *,
@@ -151,13 +160,17 @@ def from_pretrained(
         source = PretrainedSource(directory)
     cast = dtype is not None
     plan_load(abstract, source, strict=strict, cast=cast)  # a strict mismatch: before allocating
+    model = None
     if strict and not nnx.state(abstract, nnx.RngState):
-        model = abstract  # the file gives every variable: nothing to draw (nor compile) first
-    else:
+        # The file gives every variable: fill the abstract model, nothing drawn (nor compiled)
+        # first, unless the model keeps arrays outside its variables.
+        report = load_weights(abstract, source, strict=strict, cast=cast)
+        model = abstract if not _abstract_left(abstract) else None
+    if model is None:
         try:
             model = create_model(name, rngs=nnx.Rngs(0), **kwargs)
         except (TypeError, ValueError) as err:
             raise ZooError(f"{directory / CONFIG}: cannot build model {name!r}: {err}") from None
-    report = load_weights(model, source, strict=strict, cast=cast)
+        report = load_weights(model, source, strict=strict, cast=cast)
     model.eval()
     return (model, report) if output_loading_info else model

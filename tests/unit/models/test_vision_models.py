@@ -102,3 +102,12 @@ def test_running_statistics_update_in_training_only_and_freeze_norm_keeps_them(r
             np.testing.assert_allclose(norm.mean[...], expected, rtol=1e-6)
     np.testing.assert_array_equal(outputs[True, "train"], outputs[False, "eval"])
     assert np.abs(outputs[False, "train"] - outputs[False, "eval"]).max() > 1e-2
+
+
+def test_features_work_for_every_zoo_model_the_seed_included():
+    model = zoo.create_model("deep_nested", rngs=nnx.Rngs(0), in_features=3, hidden=4, depth=3)
+    x = jnp.ones((2, 3))
+    got = zoo.features(model, x, ["middle", "blocks"])
+    np.testing.assert_array_equal(got["middle"], model.middle(x))
+    assert got["blocks"].shape[:2] == (2, 2)  # depth 3: two stacked blocks, every layer's output
+    np.testing.assert_array_equal(got["blocks"][-1], scan_blocks(model.blocks, got["middle"]))
