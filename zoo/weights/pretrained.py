@@ -167,8 +167,8 @@ def from_pretrained(
         report = load_weights(abstract, source, strict=strict, cast=cast)
         model = abstract if not _abstract_left(abstract) else None
     if model is None:
-        try:
-            model = create_model(name, rngs=nnx.Rngs(0), **kwargs)
+        try:  # one jitted program, not one per initialiser (the same numbers: layers.kept_apart)
+            model = nnx.jit(lambda: create_model(name, rngs=nnx.Rngs(0), **kwargs))()
         except (TypeError, ValueError) as err:
             raise ZooError(f"{directory / CONFIG}: cannot build model {name!r}: {err}") from None
         report = load_weights(model, source, strict=strict, cast=cast)
