@@ -54,7 +54,7 @@ def run_args(folder, *more):
         "model=resnet", "data=images", f"data.path={folder}", f"data.image_size={SIZE}",
         "model.layers=[1]", "model.widths=[8]", "model.stem_width=8",
         "trainer.batch_size=32", "trainer.log_every=10", "trainer.eval_every=30",
-        "trainer.ckpt_every=10", "trainer.ckpt_every_seconds=0", "optim.lr=1e-2", *more,
+        "optim.lr=1e-2", *more,
     ]  # fmt: skip
 
 
