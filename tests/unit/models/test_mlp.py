@@ -30,7 +30,7 @@ def test_state_paths_mirror_the_attributes():
         "head/kernel": (7, 2),
         "head/bias": (2,),
     }
-    assert zoo.list_models() == ["deep_nested", "mlp", "transformer"]
+    assert zoo.list_models() == ["deep_nested", "mlp", "resnet", "transformer", "vit"]
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
