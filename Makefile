@@ -50,6 +50,7 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
 	cd benchmarks && ../$(BIN)/python lm_bench.py
+	$(BIN)/python benchmarks/vision_bench.py
 
 # Style, then the import contracts of pyproject.toml (layers, JAX-free config, no cycles).
 lint: $(STAMP)

@@ -32,6 +32,7 @@ _EXPORTS = {
     "generate": "zoo.models.generation",
     "add_lora": "zoo.models.lora",
     "merge_lora": "zoo.models.lora",
+    "features": "zoo.models.features",
 }
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "declare",
     "deep_nested_forward",
     "diff_weights",
+    "features",
     "from_pretrained",
     "get_model_class",
     "inspect_weights",
@@ -64,6 +66,7 @@ if TYPE_CHECKING:
     from zoo.config.registry import declare
     from zoo.errors import ZooError
     from zoo.models.deep_nested.modeling import deep_nested_forward
+    from zoo.models.features import features
     from zoo.models.generation import generate
     from zoo.models.lora import add_lora, merge_lora
     from zoo.models.registry import (

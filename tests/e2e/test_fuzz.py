@@ -452,6 +452,46 @@ def cases(tmp_path_factory) -> list[tuple[str, list[str], str]]:
             ]
         )
     ]
+    # issue 22: image folders, vision models and published vision checkpoints
+    from PIL import Image
+
+    def image_folder(name: str, layout: dict[str, int]) -> Path:
+        root = d / name
+        for label, count in layout.items():
+            (root / label).mkdir(parents=True)
+            for i in range(abs(count)):
+                if count < 0:  # files that do not decode
+                    (root / label / f"{i}.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+                else:
+                    Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(root / label / f"{i}.png")
+        return root
+
+    good = image_folder("img_good", {"a": 3, "b": 3})
+    timm_vit = Path(__file__).resolve().parents[1] / "fixtures" / "vision" / "timm_vit"
+    unknown_arch = d / "timm_unknown"
+    unknown_arch.mkdir()
+    (unknown_arch / "config.json").write_text(json.dumps({"architecture": "convnext_tiny"}))
+    (unknown_arch / "model.safetensors").write_bytes((timm_vit / "model.safetensors").read_bytes())
+    images = "model=resnet data=images data.image_size=8"
+    vision = [
+        (f"{images} data.path={image_folder('img_empty', {'a': 2, 'b': 0})}", "holds no files"),
+        (f"{images} data.path={image_folder('img_one', {'a': 2})}", "only one class folder"),
+        (f"{images} data.path={image_folder('img_bad', {'a': -2, 'b': -1})}", "none of its 3"),
+        (f"{images} data.path={d}/img_missing", "no such directory"),
+        (f"{images} data.path={d}/afile", "not a directory"),
+        (f"{images} data.path={good} data.mean=[0.5,0.5]", "need 1 or 3 values"),
+        (f"{images} data.path={good} data.image_size=0", "data.image_size=0 is invalid"),
+        (f"model=vit data=images data.path={good} data.image_size=10", "not a multiple"),
+        ("model=resnet model.layers=[1,1] model.widths=[8]", "model.widths has 1"),
+        ("model=vit model.pool=max", "model.pool='max' is invalid"),
+        (f"model=resnet data=digits init.from={unknown_arch}", "architecture 'convnext_tiny'"),
+    ]
+    table += [
+        ("train", [*a.split(), f"hydra.run.dir={d}/vision_run{i}"], m)
+        for i, (a, m) in enumerate(vision)
+    ]
+    reads = "(the zoo reads model_type gpt2, llama, resnet, vit"
+    table.append(("eval", ["mode=inspect", f"source={unknown_arch}"], reads))
     return table
 
 

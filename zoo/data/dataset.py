@@ -20,7 +20,7 @@ from zoo.memory import nbytes, require_memory
 @partial(
     jax.tree_util.register_dataclass,  # a pytree, so that jax.eval_shape gives its shapes
     data_fields=["x_train", "y_train", "x_val", "y_val"],
-    meta_fields=["task", "num_classes", "vocab_size", "stream"],
+    meta_fields=["task", "num_classes", "vocab_size", "stream", "augment"],
 )
 @dataclass(frozen=True)
 class Dataset:
@@ -36,6 +36,8 @@ class Dataset:
     # Training windows read on the host for each step (data=text's TokenWindows), x_train and
     # y_train then being empty: `windows(first, last, shape)` gives steps first..last-1's tokens.
     stream: Any = None
+    # (train batch, step, example indices) -> the batch augmented in training; None: as it is
+    augment: Any = None
 
     @property
     def n_train(self) -> int:
@@ -53,7 +55,10 @@ class Dataset:
 
     def model_inputs(self) -> dict[str, int]:
         """The model keys the inputs determine: `in_features` for feature vectors; `vocab_size`
-        and `max_len` (the sequence length) for token sequences."""
+        and `max_len` (the sequence length) for token sequences; `in_channels` and `image_size`
+        for square NHWC images."""
+        if self.x_train.ndim == 4:
+            return {"in_channels": self.in_features, "image_size": int(self.x_train.shape[1])}
         if self.vocab_size is not None:
             return {"vocab_size": self.vocab_size, "max_len": int(self.x_train.shape[-1])}
         return {"in_features": self.in_features}

@@ -18,4 +18,6 @@ def digits(cfg: Any, model_cfg: Any) -> Dataset:
             "data=digits needs scikit-learn: pip install 'zoo[data]' (make install includes it)"
         ) from None
     x, y = load_digits(return_X_y=True)
+    if cfg.get("images"):
+        x = x.reshape(-1, 8, 8, 1)  # NHWC
     return from_arrays({"x": x, "y": y}, cfg, "digits")

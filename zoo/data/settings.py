@@ -72,6 +72,7 @@ class DigitsSettings(SplitSettings):
     """scikit-learn's bundled 8x8 handwritten digits: 1797 images, 10 classes."""
 
     task: str = setting("classification", "the digits are classes", choices=TASKS)
+    images: bool = setting(False, "8x8x1 NHWC images (for resnet, vit) instead of 64 features")
 
 
 @declare("data", "sequence", builder="zoo.data.sequence:sequence")
@@ -111,3 +112,40 @@ class TextSettings:
     cache_dir: str | None = setting(
         None, "where token files are kept; null: $XDG_CACHE_HOME/zoo/tokens (~/.cache)"
     )
+
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+@declare("data", "images", builder="zoo.data.images:images")
+@dataclass(frozen=True, kw_only=True)
+class ImagesSettings:
+    """A folder of images, one subfolder per class (ImageFolder), or train/ and val/ of them."""
+
+    path: str = setting(REQUIRED, "the folder: <class>/<image>, or train/<class>/, val/<class>/")
+    image_size: int = setting(
+        32, "images are resized and centre-cropped to this square", ge=1, le=4096
+    )
+    mean: list[float] | None = setting(
+        None,
+        "per-channel mean of [0, 1] pixels; null: init.from's published checkpoint's, else "
+        "ImageNet's",
+        min_items=1,
+        max_items=4,
+    )
+    std: list[float] | None = setting(
+        None,
+        "per-channel std of [0, 1] pixels; null: as data.mean",
+        gt=0,
+        min_items=1,
+        max_items=4,
+    )
+    augment: bool = setting(
+        False,
+        "random resized crop and horizontal flip in training, drawn "
+        "from (data.seed, step, example)",
+    )
+    val_fraction: float = setting(0.2, "share held out for validation (without val/)", gt=0, lt=1)
+    seed: int = setting(0, "draws the validation split and the augmentation", ge=0)
+    cache: bool = setting(True, "keep decoded pixels in a uint8 cache that later runs reuse")

@@ -121,8 +121,14 @@ def in_stacked(path: str, stacked_modules: frozenset[str]) -> bool:
     return any(path.startswith(module + "/") for module in stacked_modules)
 
 
+# zoo.models.features: id(stacked blocks) -> what takes every layer's output, while it runs
+COLLECT: dict[int, Callable[[jax.Array], None]] = {}
+
+
 def scan_blocks(blocks: nnx.Module, x: jax.Array) -> jax.Array:
     """Apply stacked `blocks` in order with one `scan`: compile time does not grow with depth."""
+    if id(blocks) in COLLECT:  # features asked for: the scan also gives every layer's output
+        return _scan_collecting(blocks, x, COLLECT[id(blocks)])
 
     @nnx.scan(in_axes=(0, nnx.Carry), out_axes=nnx.Carry)
     def step(block: nnx.Module, h: jax.Array) -> jax.Array:
@@ -139,3 +145,14 @@ def normal_init(stddev: float) -> Callable[..., jax.Array]:
         return (kept_apart(jax.random.normal(key, shape, jnp.float32)) * stddev).astype(dtype)
 
     return init
+
+
+def _scan_collecting(blocks: nnx.Module, x: jax.Array, take: Callable[[jax.Array], None]):
+    @nnx.scan(in_axes=(0, nnx.Carry), out_axes=(nnx.Carry, 0))
+    def step(block: nnx.Module, h: jax.Array) -> tuple[jax.Array, jax.Array]:
+        h = block(h)
+        return h, h
+
+    h, every = step(blocks, x)
+    take(every)
+    return h

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from zoo.checkpoint.schedule import checkpoint_every
 from zoo.config.plain import to_plain
@@ -26,6 +27,7 @@ from zoo.training import footprint, parallel
 from zoo.training.init_from import load_initial_weights, with_param_groups
 from zoo.training.state import Run, TrainState
 from zoo.training.steps import make_steps
+from zoo.weights.published_vision import read_published
 
 log = logging.getLogger(__name__)
 LORA_STREAM = 0x10A  # folded into the run's seed for the adapters' draws
@@ -63,6 +65,20 @@ def fit_to_data(name: str, kwargs: dict[str, Any], data: Dataset) -> dict[str, A
         if fitted[key] != kwargs[key]:
             log.info("model.%s=%s follows the data (was %s)", key, fitted[key], kwargs[key])
     return fitted
+
+
+def published_normalisation(data_cfg: Any, init_cfg: Any) -> Any:
+    """`data_cfg` with the mean and std of the published (timm, Hugging Face) checkpoint that
+    `init.from` names, where the data takes them (`data.mean: null`); else `data_cfg`."""
+    source = init_cfg.get("from") if init_cfg is not None else None
+    if source is None or "mean" not in data_cfg or data_cfg.mean is not None:
+        return data_cfg
+    published = read_published(source) if Path(str(source)).is_dir() else None
+    found = published.mean_std() if published is not None else None
+    if found is None:
+        return data_cfg
+    log.info("data.mean=%s data.std=%s from %s", *found, source)
+    return OmegaConf.merge(data_cfg, {"mean": found[0], "std": found[1]})
 
 
 def build_model(name: str, kwargs: dict[str, Any], seed: int) -> nnx.Module:
@@ -135,7 +151,7 @@ def build_run(cfg: DictConfig) -> Run:
             "(make install ACCEL=cuda12; README: GPUs)"
         )
     name, kwargs = model_kwargs(cfg.model)
-    data = make_dataset(cfg.data, cfg.model)
+    data = make_dataset(published_normalisation(cfg.data, cfg.get("init")), cfg.model)
     kwargs = fit_to_data(name, kwargs, data)
     tx, learning_rate, unclipped = make_optimizer(cfg)
     footprint.check_training_fits(  # from shapes alone, before the model or its state exists
@@ -174,6 +190,7 @@ def build_run(cfg: DictConfig) -> Run:
         accumulate=trainer.accumulate,
         ema=trainer.ema,
         streamed=data.stream is not None,
+        augment=data.augment,
     )
     return Run(
         name,

@@ -71,6 +71,7 @@ def make_steps(
     accumulate: int = 1,
     ema: float | None = None,
     streamed: bool = False,
+    augment: Callable | None = None,
 ):
     """Jitted `train_chunk(state, x, y, length)` and `evaluate(params, rest, x, y)`.
 
@@ -79,10 +80,12 @@ def make_steps(
     `ema` follows the parameters. `learning_rate` (the optimizer's schedule) gives the chunk's
     last learning rate, for the log. `streamed`: the batches come from the host, `x` holding
     each step's token windows `(length, [accumulate,] batch_size, positions + 1)` (inputs and,
-    shifted by one, next-token targets) and `y` None."""
+    shifted by one, next-token targets) and `y` None. `augment(batch, step, indices)` (the
+    data's) changes each training batch."""
 
-    def batch_grads(x, y, params, rest, idx):
-        return grads_of(params, rest, x[idx], y[idx])
+    def batch_grads(x, y, step, params, rest, idx):
+        xb = x[idx] if augment is None else augment(x[idx], step, idx)
+        return grads_of(params, rest, xb, y[idx])
 
     def window_grads(params, rest, windows):
         tokens = windows.astype(jnp.int32)
@@ -110,10 +113,10 @@ def make_steps(
             rest, loss, grads = accumulated(one, state.params, state.rest, windows)
         elif accumulate == 1:
             idx = jax.random.randint(key, (batch_size,), 0, x.shape[0])
-            rest, loss, grads = batch_grads(x, y, state.params, state.rest, idx)
+            rest, loss, grads = batch_grads(x, y, state.step, state.params, state.rest, idx)
         else:  # the same draw as one batch of accumulate * batch_size, in micro-batches
             indices = jax.random.randint(key, (accumulate, batch_size), 0, x.shape[0])
-            one = partial(batch_grads, x, y, state.params)
+            one = partial(batch_grads, x, y, state.step, state.params)
             rest, loss, grads = accumulated(one, state.params, state.rest, indices)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)

@@ -130,7 +130,8 @@ def plan_load(
         ZooError: with `strict`, every difference in one line; a pattern or rename that
             matches nothing.
     """
-    return _plan(model, open_source(source), strict, rename, include, exclude, cast)[0]
+    source = open_source(source).fitted(model)
+    return _plan(model, source, strict, rename, include, exclude, cast)[0]
 
 
 def load_weights(
@@ -164,7 +165,7 @@ def load_weights(
         ZooError: with `strict`, every difference in one line (the model unchanged); a pattern
             or rename that matches nothing; a non-finite tensor to be loaded.
     """
-    source = open_source(source)
+    source = open_source(source).fitted(model)
     report, copies = _plan(model, source, strict, rename, include, exclude, cast)
     arrays = source.read(sorted({c.source for c in copies}))
     bad = sorted(p for p, a in arrays.items() if not _all_finite(a))
@@ -175,7 +176,7 @@ def load_weights(
         variable = variables[copy.target]
         value = jnp.asarray(arrays[copy.source], dtype=variable.dtype)
         if copy.layers is None:
-            variable[...] = value
+            variable.set_value(value)  # (also fills an abstract model's variable)
         else:
             variable[...] = variable[...].at[: copy.layers].set(value[: copy.layers])
     return report

@@ -143,6 +143,24 @@ def _with_param_dtype(name: str, kwargs: dict[str, Any], dtype: str) -> dict[str
     return kwargs
 
 
+def _built(name: str, kwargs: dict[str, Any], directory: Path) -> nnx.Module:
+    """The model, initialised in one jitted program rather than one per initialiser (the same
+    numbers: zoo.models.layers.kept_apart)."""
+    try:
+        return nnx.jit(lambda: create_model(name, rngs=nnx.Rngs(0), **kwargs))()
+    except (TypeError, ValueError) as err:
+        raise ZooError(f"{directory / CONFIG}: cannot build model {name!r}: {err}") from None
+
+
+def _abstract_left(model: nnx.Module) -> bool:
+    """Whether any array of `model` is still a shape only (`jax.ShapeDtypeStruct`)."""
+    for _, node in nnx.iter_graph(model):
+        value = node.get_value() if isinstance(node, nnx.Variable) else node
+        if isinstance(value, jax.ShapeDtypeStruct):
+            return True
+    return False
+
+
 def from_pretrained(
     directory: str | os.PathLike,
     *,
@@ -182,32 +200,46 @@ def from_pretrained(
     """
     from zoo.weights import published
     from zoo.weights.load import load_weights, plan_load
-    from zoo.weights.sources import PretrainedSource, PublishedSource
+    from zoo.weights.published_vision import abstract as abstract_vision
+    from zoo.weights.published_vision import read_published
+    from zoo.weights.sources import PretrainedSource, PublishedSource, VisionSource
 
     directory = Path(directory)
-    if published.is_published(directory):  # a Hugging Face (or timm) checkpoint directory
+    if published.is_published(directory):  # transformers' gpt2 or llama
         if dtype is not None:
             family = published.published_settings(directory)[0]
             overrides = _with_param_dtype(family, overrides, dtype)
         name, kwargs, abstract = published.abstract_published(directory, **overrides)
         source = PublishedSource(directory)
-        cast = True  # its tensors take the model's param_dtype, as transformers loads them
+        # its tensors take the model's param_dtype, as transformers loads them
+        report = plan_load(abstract, source, strict=strict, cast=True)  # before allocating
+        model = _filled(abstract, source, report)  # every variable from the file: nothing drawn
+        if model is None:
+            model = _built(name, kwargs, directory)
+            report = load_weights(model, source, strict=strict, cast=True)
+        model.eval()
+        return (model, report) if output_loading_info else model
+    vision = read_published(directory)  # timm or Hugging Face resnet, vit: converted by its table
+    if dtype is not None:
+        name = vision.name if vision else read_config(directory)[0]
+        overrides = _with_param_dtype(name, overrides, dtype)
+    if vision is not None:
+        name, kwargs = vision.name, vision.kwargs | overrides
+        abstract = abstract_vision(name, kwargs, directory / CONFIG)
+        source = VisionSource(vision, abstract)
     else:
-        if dtype is not None:
-            overrides = _with_param_dtype(read_config(directory)[0], overrides, dtype)
         name, kwargs, abstract = abstract_model(directory, **overrides)
         source = PretrainedSource(directory)
-        cast = dtype is not None
-    planned = plan_load(abstract, source, strict=strict, cast=cast)  # a mismatch: before allocating
-    if isinstance(source, PublishedSource):
-        model = _filled(abstract, source, planned)
-        if model is not None:  # every variable comes from the file: no random init to overwrite
-            model.eval()
-            return (model, planned) if output_loading_info else model
-    try:
-        model = create_model(name, rngs=nnx.Rngs(0), **kwargs)
-    except (TypeError, ValueError) as err:
-        raise ZooError(f"{directory / CONFIG}: cannot build model {name!r}: {err}") from None
-    report = load_weights(model, source, strict=strict, cast=cast)
+    cast = dtype is not None
+    plan_load(abstract, source, strict=strict, cast=cast)  # a strict mismatch: before allocating
+    model = None
+    if strict and not nnx.state(abstract, nnx.RngState):
+        # The file gives every variable: fill the abstract model, nothing drawn (nor compiled)
+        # first, unless the model keeps arrays outside its variables.
+        report = load_weights(abstract, source, strict=strict, cast=cast)
+        model = abstract if not _abstract_left(abstract) else None
+    if model is None:
+        model = _built(name, kwargs, directory)
+        report = load_weights(model, source, strict=strict, cast=cast)
     model.eval()
     return (model, report) if output_loading_info else model

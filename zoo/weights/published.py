@@ -72,8 +72,11 @@ def published_config(directory: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def is_published(directory: str | os.PathLike) -> bool:
-    """Whether `directory` holds a published checkpoint's config.json (not the zoo's format)."""
-    return published_config(directory) is not None
+    """Whether `directory` holds a published decoder checkpoint: a config.json (not the zoo's
+    format) whose `model_type` this table converts. Any other published config is
+    zoo.weights.published_vision's to read, or to refuse."""
+    config = published_config(directory)
+    return config is not None and config.get("model_type") in CONVERSIONS
 
 
 def conversion_of(directory: str | os.PathLike, config: dict[str, Any]) -> Conversion:

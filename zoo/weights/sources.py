@@ -51,6 +51,10 @@ class WeightSource:
     def read(self, paths: Iterable[str]) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
+    def fitted(self, model: nnx.Module) -> WeightSource:
+        """The source as it loads into `model` (abstract or not): itself, for most sources."""
+        return self
+
     def __str__(self) -> str:
         return self.description
 
@@ -114,8 +118,39 @@ class PublishedSource(WeightSource):
         return self._checkpoint.read(paths)
 
 
+class VisionSource(WeightSource):
+    """A timm or Hugging Face directory, converted by its family's table
+    (zoo.weights.published_vision): tensors by zoo path, for the model the config describes, or
+    for the model it is `fitted` to (a ViT's positions resampled to its image size)."""
+
+    def __init__(self, published: Any, model: nnx.Module | None = None) -> None:
+        from zoo.weights.published_vision import Conversion, abstract
+
+        self.published = published
+        if model is None:
+            model = abstract(published.name, published.kwargs, published.directory)
+        self._conversion = Conversion(published, model)
+        self._stacked = stacked_tensors(model)
+        self.description = self._conversion.describe()
+
+    @property
+    def layout(self) -> dict[str, jax.ShapeDtypeStruct]:
+        return self._conversion.layout
+
+    @property
+    def stacked(self) -> frozenset[str]:
+        return self._stacked
+
+    def fitted(self, model: nnx.Module) -> WeightSource:
+        return VisionSource(self.published, model)
+
+    def read(self, paths: Iterable[str]) -> dict[str, np.ndarray]:
+        return self._conversion.read(list(paths))
+
+
 class CheckpointSource(WeightSource):
-    """The parameters (`params` of the TrainState) of one orbax checkpoint step, restored as
+    """The parameters (`params` of the TrainState) and running statistics (the floating-point
+    variables of its `rest`) of one orbax checkpoint step, restored as
     numpy arrays from the checkpoint's own metadata: no model, config or optimizer is needed."""
 
     def __init__(self, directory: str | os.PathLike) -> None:
@@ -135,21 +170,32 @@ class CheckpointSource(WeightSource):
                 state=ocp.PyTreeCheckpointHandler(), meta=ocp.JsonCheckpointHandler()
             )
         )
-        params = self._guarded(self._params_metadata)
+        params, rest = self._guarded(self._params_metadata)
         if not isinstance(params, Mapping):
             raise ZooError(f"checkpoint {self.directory} is unreadable (no parameters in 'state')")
-        # `.../kernel/value`: the stored tree ends each Variable in its `value`
-        self._keys = {_state_path(keys): keys for keys, _ in _flatten(params)}
+        # `.../kernel/value`: the stored tree ends each Variable in its `value`. Beside the
+        # parameters, the floating-point variables of `rest` (BatchNorm's running statistics;
+        # not the integer RNG counters and keys of dropout).
+        leaves = [("params", keys, leaf) for keys, leaf in _flatten(params)]
+        if isinstance(rest, Mapping):
+            leaves += [
+                ("rest", keys, leaf)
+                for keys, leaf in _flatten(rest)
+                if np.issubdtype(np.dtype(leaf.dtype), np.floating)
+            ]
+        self._keys = {_state_path(keys): (part, *keys) for part, keys, _ in leaves}
         self._layout = {
             _state_path(keys): jax.ShapeDtypeStruct(tuple(leaf.shape), np.dtype(leaf.dtype))
-            for keys, leaf in _flatten(params)
+            for _, keys, leaf in leaves
         }
 
-    def _params_metadata(self) -> Any:
+    def _params_metadata(self) -> tuple[Any, Any]:
         items = self._checkpointer.metadata(self.directory).item_metadata
         state = items.get("state") if items is not None else None
         tree = getattr(state, "tree", None)
-        return tree.get("params") if isinstance(tree, Mapping) else None
+        if not isinstance(tree, Mapping):
+            return None, None
+        return tree.get("params"), tree.get("rest")
 
     def _guarded(self, action):
         """`action()`, with any orbax or tensorstore failure as one ZooError line."""
@@ -192,7 +238,7 @@ class CheckpointSource(WeightSource):
         item: dict[str, Any] = {}
         for path in paths:
             node = item
-            *parents, leaf = ("params", *self._keys[path])
+            *parents, leaf = self._keys[path]
             for key in parents:
                 node = node.setdefault(key, {})
             node[leaf] = 0  # a placeholder: only the paths named here are restored
@@ -202,8 +248,12 @@ class CheckpointSource(WeightSource):
         args = ocp.args.PyTreeRestore(item=item, restore_args=as_numpy, partial_restore=True)
         restored = self._guarded(
             lambda: self._checkpointer.restore(self.directory, args=ocp.args.Composite(state=args))
-        )["state"]["params"]
-        return {_state_path(keys): np.asarray(leaf) for keys, leaf in _flatten(restored)}
+        )["state"]
+        return {
+            _state_path(keys): np.asarray(leaf)
+            for part in ("params", "rest")
+            for keys, leaf in _flatten(restored.get(part) or {})
+        }
 
 
 def stacked_tensors(model: nnx.Module) -> frozenset[str]:
@@ -245,7 +295,10 @@ def open_source(source: Any) -> WeightSource:
     if published.is_published(path):
         return PublishedSource(path)
     if (path / pretrained.WEIGHTS).exists() or (path / pretrained.CONFIG).exists():
-        return PretrainedSource(path)
+        from zoo.weights.published_vision import read_published
+
+        vision = read_published(path)
+        return VisionSource(vision) if vision is not None else PretrainedSource(path)
     if (path / "state").is_dir():
         return CheckpointSource(path)
     if (path / "model").is_dir():

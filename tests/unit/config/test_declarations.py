@@ -36,6 +36,8 @@ DATA_FOR = {
     "transformer": ["data=sequence"],
     "gpt2": ["data=sequence"],
     "llama": ["data=sequence"],
+    "resnet": ["data=digits"],
+    "vit": ["data=digits"],
 }  # the default data=teacher has feature vectors
 
 

@@ -30,7 +30,9 @@ def test_state_paths_mirror_the_attributes():
         "head/kernel": (7, 2),
         "head/bias": (2,),
     }
-    assert zoo.list_models() == ["deep_nested", "gpt2", "llama", "mlp", "transformer"]
+    assert zoo.list_models() == [
+        "deep_nested", "gpt2", "llama", "mlp", "resnet", "transformer", "vit"
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh"])

@@ -1,0 +1,3 @@
+"""Vision Transformer over NHWC images: `modeling.py` builds it, `settings.py` declares its
+settings (free of JAX), `convert.py` maps timm's and Hugging Face's published layouts onto its
+state paths."""
