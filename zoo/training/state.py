@@ -14,6 +14,7 @@ from flax import nnx
 from zoo.data.dataset import Dataset
 
 if TYPE_CHECKING:
+    from zoo.training.sharding import Placement
     from zoo.weights.load import LoadReport
 
 
@@ -50,3 +51,4 @@ class Run:
     log_every: int
     eval_every: int
     init_report: LoadReport | None = None  # what init.from loaded; None: fresh weights
+    placement: Placement | None = None  # each parameter's sharding (sharding.json)
