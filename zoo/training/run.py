@@ -31,6 +31,7 @@ from zoo.training.state import Run, TrainState, weights
 
 log = logging.getLogger(__name__)
 RUN_CONFIG = "config.yaml"  # the run's resolved config, written by the zoo into its directory
+SHARDING = "sharding.json"  # each parameter's sharding spec on this run's mesh
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,9 @@ def starting_point(
     primary = metrics_path is not None
     if primary:
         write_atomically(run_dir / RUN_CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
+        if run.placement is not None:  # each parameter's shape, spec and the rule that gave it
+            layout = json.dumps(run.placement.as_json(), indent=1)
+            write_atomically(run_dir / SHARDING, layout + "\n")
     state, record = starting_state(ckpts, run.state, cfg.trainer.resume, metrics_path)
     start = int(state.step)
     if start > run.steps:

@@ -48,10 +48,12 @@ class Placement:
     specs: dict[str, PartitionSpec]
     sources: dict[str, str | None]
     shapes: dict[str, tuple[tuple[int, ...], Any]]  # path -> (shape, dtype)
+    mesh: dict[str, int]  # axis -> size
 
     def as_json(self) -> dict[str, Any]:
-        """`sharding.json`: path -> {shape, spec (one entry per dimension), rule}."""
-        return {
+        """`sharding.json`: the mesh, and per parameter path its shape, spec (one entry per
+        dimension: an axis, a list of axes or null) and the rule that gave it (null: none)."""
+        params = {
             path: {
                 "shape": list(self.shapes[path][0]),
                 "spec": [list(e) if isinstance(e, tuple) else e for e in _full(spec, path, self)],
@@ -59,6 +61,7 @@ class Placement:
             }
             for path, spec in self.specs.items()
         }
+        return {"mesh": self.mesh, "params": params}
 
     def replicated_bytes(self) -> int:
         """Bytes of the parameters no rule splits (whole on every device)."""
@@ -129,7 +132,7 @@ def place(
                 spec, source = widened, (f"{source} + auto_fsdp" if source else "auto_fsdp")
         specs[path] = PartitionSpec(*(tuple(e) if isinstance(e, list | tuple) else e for e in spec))
         sources[path] = source if any(spec) else None
-    return Placement(specs, sources, shapes)
+    return Placement(specs, sources, shapes, dict(mesh.shape))
 
 
 def _axes(entry: Any) -> tuple[str, ...]:

@@ -7,7 +7,13 @@ from dataclasses import dataclass
 from zoo.config.fields import setting
 from zoo.config.registry import declare
 from zoo.config.types import SettingError
-from zoo.models.common_settings import MAX_LAYERS, MAX_WIDTH, dtype_setting, param_dtype_setting
+from zoo.models.common_settings import (
+    MAX_LAYERS,
+    MAX_WIDTH,
+    REMAT_NAMES,
+    dtype_setting,
+    param_dtype_setting,
+)
 from zoo.models.mlp.settings import feed_forward_rules
 
 
@@ -31,6 +37,11 @@ class TransformerSettings:
     )
     dtype: str = dtype_setting()
     param_dtype: str = param_dtype_setting()
+    remat: str = setting(
+        "none",
+        "recompute each block in the backward pass: full keeps nothing, dots the matmuls",
+        choices=REMAT_NAMES,
+    )
 
     def tensor_parallel_rules(self) -> list[tuple[str, list[str | None]]]:
         """`parallel=tp` (docs: sharding): query, key and value split their outputs (the heads)
