@@ -145,26 +145,24 @@ def _check_spec(label: str, path: str, shape: tuple[int, ...], spec: list[Any], 
     where = f"{label} on {path} (shape {list(shape)})"
     if len(spec) != len(shape):
         raise ZooError(
-            f"{where}: the spec {spec} has {len(spec)} entries, but the tensor has "
+            f"{where}: the spec {spec} has length {len(spec)}, but the tensor has "
             f"{len(shape)} dimensions (the layer axis of stacked blocks included)"
         )
     used: list[str] = []
+    for axis in (axis for entry in spec for axis in _axes(entry)):
+        if axis not in mesh.shape:
+            raise ZooError(
+                f"{where}: unknown mesh axis {axis!r}; the mesh has " + ", ".join(mesh.axis_names)
+            )
+        if axis in used:
+            raise ZooError(f"{where}: mesh axis {axis!r} is used twice in one spec")
+        used.append(axis)
     for dim, (size, entry) in enumerate(zip(shape, spec, strict=True)):
-        axes = _axes(entry)
-        for axis in axes:
-            if axis not in mesh.shape:
-                raise ZooError(
-                    f"{where}: unknown mesh axis {axis!r}; the mesh has "
-                    + ", ".join(mesh.axis_names)
-                )
-            if axis in used:
-                raise ZooError(f"{where}: mesh axis {axis!r} is used twice in one spec")
-            used.append(axis)
-        parts = math.prod(mesh.shape[a] for a in axes)
+        parts = math.prod(mesh.shape[a] for a in _axes(entry))
         if size % parts:
             raise ZooError(
                 f"{where}: dimension {dim} of size {size} does not divide over "
-                f"{'x'.join(axes)}={parts} devices; change the rule or parallel.mesh"
+                f"{'x'.join(_axes(entry))}={parts} devices; change the rule or parallel.mesh"
             )
 
 
