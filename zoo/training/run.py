@@ -17,6 +17,7 @@ from typing import Any
 
 import jax
 from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
 from omegaconf import DictConfig, OmegaConf
 
 from zoo.checkpoint.schedule import SaveSchedule
@@ -120,8 +121,8 @@ def train(
                 reporter(record)
                 profile.chunk_done()
                 step = record["step"]
-                if monitor.update(record, evaluates_at(run, step)) and primary:
-                    save_model(run, state, run_dir / "best")  # before the checkpoint saying so
+                if monitor.update(record, evaluates_at(run, step)):  # before the checkpoint
+                    save_model(run, state, run_dir / "best", primary)
                 early = monitor.exhausted and step < run.steps
                 if saves.due(step, forced=step == run.steps or bool(stop.received) or early):
                     # after its record: a resume never misses a line
@@ -133,8 +134,7 @@ def train(
                     raise stop.stopped(step, ckpts.directory)  # leaving `ckpts` waits for the save
             # Still under StopRequest (a signal now lets the model be written whole) and inside
             # the reporter's block (its loggers keep the model as an artifact).
-            if primary:
-                save_final(run, state, run_dir, monitor)
+            save_final(run, state, run_dir, monitor, primary)
     return record | {"optimized_metric": monitor.optimized_metric}
 
 
@@ -165,9 +165,14 @@ def starting_point(
     return state, record
 
 
-def save_final(run: Run, state: TrainState, run_dir: Path, monitor: Monitor) -> None:
-    """The trained model in `model/`, and where the best one is."""
-    save_model(run, state, run_dir / "model")
+def save_final(
+    run: Run, state: TrainState, run_dir: Path, monitor: Monitor, primary: bool = True
+) -> None:
+    """The trained model in `model/`, and where the best one is (written by process 0; every
+    process calls this, see save_model)."""
+    save_model(run, state, run_dir / "model", primary)
+    if not primary:
+        return
     log.info("saved the trained model to %s", run_dir / "model")
     if monitor.best is not None:
         log.info(
@@ -179,12 +184,28 @@ def save_final(run: Run, state: TrainState, run_dir: Path, monitor: Monitor) -> 
         )
 
 
-def save_model(run: Run, state: TrainState, directory: Path) -> None:
-    """The weights a run validates (the moving average, with trainer.ema) as a pretrained model."""
+def save_model(run: Run, state: TrainState, directory: Path, primary: bool = True) -> None:
+    """The weights a run validates (the moving average, with trainer.ema) as a pretrained model,
+    written by the `primary` process. With several processes every process calls this: weights
+    sharded over them are gathered first (a collective), whole on each."""
     from zoo.weights.pretrained import save_pretrained
 
-    nnx.update(run.model, weights(state), state.rest)
-    save_pretrained(run.model, directory)
+    params, rest = whole_on_each_process((weights(state), state.rest))
+    if primary:
+        nnx.update(run.model, params, rest)
+        save_pretrained(run.model, directory)
+
+
+def whole_on_each_process(tree: Any) -> Any:
+    """`tree` unchanged when this process can read every array of it (one process, or arrays
+    replicated); else every array gathered whole onto each process's devices (all processes
+    must call this together), as this process's own copy."""
+    leaves = jax.tree.leaves(tree)
+    if all(a.is_fully_addressable or a.sharding.is_fully_replicated for a in leaves):
+        return tree
+    mesh = next(a.sharding.mesh for a in leaves if not a.sharding.is_fully_replicated)
+    gathered = jax.jit(lambda t: t, out_shardings=NamedSharding(mesh, PartitionSpec()))(tree)
+    return jax.tree.map(lambda a: a.addressable_data(0), gathered)
 
 
 def log_model(run: Run) -> None:
