@@ -27,7 +27,7 @@ from zoo.training.build import build_run
 from zoo.training.init_from import INIT_REPORT
 from zoo.training.loop import evaluates_at, log_points, logged_metrics, run_chunks
 from zoo.training.monitor import Monitor
-from zoo.training.profiling import ChunkProfile
+from zoo.training.profiling import ChunkProfile, log_compiled_memory
 from zoo.training.state import Run, TrainState, weights
 
 log = logging.getLogger(__name__)
@@ -113,6 +113,12 @@ def train(
         )
         profile = ChunkProfile(run_dir / "profile", trainer.profile_chunks if primary else 0)
         with open(metrics_path or os.devnull, "a") as metrics_file, reporter, profile:
+            ahead = [p for p in points if p > start]
+            if trainer.profile_chunks and ahead:  # debug=profile: what the step program needs
+                data = run.data
+                log_compiled_memory(
+                    run.train_chunk, state, data.x_train, data.y_train, ahead[0] - start
+                )
             chunks = run_chunks(run, state, [p for p in points if p > start])
             for state, record in chunks:  # noqa: B007  (the state after the last one is kept)
                 hooks.after_chunk()
