@@ -335,7 +335,7 @@ def cases(tmp_path_factory) -> list[tuple[str, list[str], str]]:
         for i, (a, m) in enumerate(checkpoint_dirs)
     ]
     # issue 23: the mesh, sharding rules and remat (one device here: indivisible dimensions and
-    # meshes of several devices are in tests/e2e/test_sharding.py)
+    # meshes of several devices are in tests/e2e/test_sharded_devices.py)
     sharding = [
         ("parallel.mesh.data=2", "parallel.mesh={data: 2, fsdp: 1, tensor: 1} does not fit"),
         ("parallel.mesh.fsdp=-1", "parallel.mesh: only one axis may be -1"),

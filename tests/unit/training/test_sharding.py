@@ -1,7 +1,7 @@
 """Sharding by path, from shapes alone on abstract meshes (no devices needed): which spec each
 tensor gets from the rules, the family's tensor-parallel rules and auto FSDP; the optimizer state
 following its parameters; one line for a rule that cannot work; the mesh's sizes; remat's
-memory. Training on 8 simulated devices is in tests/e2e/test_sharding.py."""
+memory. Training on 8 simulated devices is in tests/e2e/test_sharded_devices.py."""
 
 from __future__ import annotations
 
