@@ -83,6 +83,14 @@ for tree in (built["fsdp"].state.params, built["fsdp"].state.opt_state):
 out["held"] = held
 out["total"] = nbytes(built["fsdp"].state.params) + nbytes(built["fsdp"].state.opt_state)
 
+# weights loaded into the sharded model land in its shardings (zoo.load_weights, init.from)
+from zoo import load_weights
+from zoo.paths import flat_variables
+model = built["fsdp"].model
+load_weights(model, f"{root}/one/model")
+kernel = flat_variables(model)["blocks/mlp/layers/0/kernel"][...]
+out["loaded"] = [list(kernel.sharding.spec), float(abs(kernel).sum())]
+
 errors = []
 for overrides in (
     ["parallel.mesh.data=3"],
@@ -150,6 +158,16 @@ def test_a_checkpoint_saved_on_8_devices_restores_bitwise_on_4(sharded):
     assert restored.keys() == saved.keys()
     for key, value in saved.items():
         np.testing.assert_array_equal(restored[key], value, err_msg=key)
+
+
+def test_weights_loaded_into_a_sharded_model_keep_its_sharding(sharded):
+    from safetensors.numpy import load_file
+
+    out, _, root = sharded
+    one = load_file(root / "one" / "model" / "model.safetensors")["blocks.mlp.layers.0.kernel"]
+    spec, total = out["loaded"]
+    assert spec == [None, None, "fsdp"]
+    assert total == pytest.approx(float(np.abs(one).sum()), rel=1e-6)
 
 
 def test_a_bad_mesh_or_an_indivisible_dimension_is_one_line(sharded):
