@@ -440,6 +440,39 @@ def startup(repeats: int) -> dict[str, float]:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def sharding_memory() -> list[dict]:
+    """benchmarks/sharding_memory.py in a subprocess (8 simulated devices): per preset and remat
+    policy, the parameter and optimizer bytes per device and the compiled step's peak."""
+    result = subprocess.run(
+        [sys.executable, "benchmarks/sharding_memory.py", str(ROOT / "configs")],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def sharding_table(rows: list[dict]) -> list[str]:
+    from zoo.memory import human
+
+    lines = [
+        "## Sharding on 8 simulated CPU devices (transformer, width 128, 4 layers, batch 64)",
+        "",
+        "Parameters + optimizer state per device, and the compiled program's peak per device "
+        "(arguments + outputs - donated + temporaries) for 10 fused steps.",
+        "",
+        "| parallel | remat | state per device | compiled peak |",
+        "|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['preset']} | {row['remat']} | {human(row['per_device'])} | "
+            f"{human(row['peak'])} |"
+        )
+    return [*lines, ""]
+
+
 def fmt_time(seconds: float) -> str:
     if seconds >= 1:
         return f"{seconds:.2f} s"
@@ -494,6 +527,9 @@ def main() -> None:
     peaks = measured("peaks", peaks)
     report = gpu_report if gpu else cpu_report
     lines = report(info, speed, scaling, ckpt, start, peaks)  # type: ignore[arg-type]
+    if not gpu:  # simulated CPU devices: a CPU's section
+        print("sharding memory", flush=True)
+        lines += sharding_table(measured("sharding", sharding_memory()))
     text = "\n".join(lines)
     print(text)
     if args.quick:

@@ -492,6 +492,24 @@ def cases(tmp_path_factory) -> list[tuple[str, list[str], str]]:
     ]
     reads = "(the zoo reads model_type gpt2, llama, resnet, vit"
     table.append(("eval", ["mode=inspect", f"source={unknown_arch}"], reads))
+    # issue 23: the mesh, sharding rules and remat (one device here: indivisible dimensions and
+    # meshes of several devices are in tests/e2e/test_sharded_devices.py)
+    sharding = [
+        ("parallel.mesh.data=2", "parallel.mesh={data: 2, fsdp: 1, tensor: 1} does not fit"),
+        ("parallel.mesh.fsdp=-1", "parallel.mesh: only one axis may be -1"),
+        ("parallel.mesh.data=0", "parallel.mesh.data=0 is invalid"),
+        ("parallel.mesh={data:1,tensor:x}", "parallel.mesh"),
+        ("parallel.rules=[[head,[null,nope]]]", "unknown mesh axis 'nope'"),
+        ("parallel.rules=[[nothing,[null]]]", "parallel.rules pattern 'nothing' matches no path"),
+        ("parallel.rules=[['**/kernel',[fsdp]]]", "the spec ['fsdp'] has length 1"),
+        ("parallel.rules=[[head]]", "parallel.rules=[['head']] is invalid"),
+        ("parallel=tp", "model 'deep_nested' declares no tensor-parallel rules"),
+        ("parallel=nope", "parallel"),
+        ("model=transformer model.remat=some", "model.remat='some' is invalid"),
+    ]
+    table += [
+        (t, [*a.split(), f"hydra.run.dir={d}/shard{i}"], m) for i, (a, m) in enumerate(sharding)
+    ]
     return table
 
 

@@ -127,6 +127,7 @@ def free_port() -> int:
 def test_two_processes_on_loopback_match_one_process(tmp_path):
     port = free_port()
     cluster = [
+        "parallel=fsdp",  # issue 23: the parameters and optimizer state split over the processes
         "trainer.distributed=true",
         f"trainer.coordinator_address=127.0.0.1:{port}",
         "trainer.num_processes=2",
@@ -159,7 +160,8 @@ def test_two_processes_on_loopback_match_one_process(tmp_path):
                 p.wait()
     assert [p.returncode for p in procs] == [0, 0], outputs
     assert single.returncode == 0, single.stderr
-    assert "data parallel over 2 cpu device(s) in 2 processes" in outputs[0]
+    assert "mesh data=1 fsdp=2 tensor=1 over 2 cpu device(s) in 2 processes" in outputs[0]
+    assert "parameters and optimizer state 580 bytes per device (964 bytes in all)" in outputs[0]
 
     def metrics(run: str) -> list[dict]:
         return [json.loads(x) for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]

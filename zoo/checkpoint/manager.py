@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from omegaconf import DictConfig
@@ -57,7 +58,8 @@ def _layout(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
 
 
 def _all_finite(tree: Any) -> bool:
-    return all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(tree))
+    # on the device: a leaf sharded over several processes is not whole in any one of them
+    return all(bool(jnp.isfinite(leaf).all()) for leaf in jax.tree.leaves(tree))
 
 
 # --- checkpoints -------------------------------------------------------------------------------

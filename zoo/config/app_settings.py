@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from zoo.config.fields import setting
+from zoo.config.parallel_settings import ParallelSettings
 from zoo.config.registry import declare
 from zoo.config.types import SettingError
 
@@ -143,8 +144,8 @@ class EvalSettings:
 
 # The top level of each app: its own settings, then these sections (each a group or a schema).
 APP_SECTIONS: dict[str, tuple[str, ...]] = {
-    "train": ("model", "data", "optim", "trainer", "logger", "init"),
+    "train": ("model", "data", "optim", "trainer", "logger", "init", "parallel"),
     "eval": ("model", "data"),
 }
 # sections that are one fixed schema, not a group
-NESTED = {"trainer": TrainerSettings, "init": InitSettings}
+NESTED = {"trainer": TrainerSettings, "init": InitSettings, "parallel": ParallelSettings}

@@ -37,7 +37,8 @@ def _scalar_ok(kind: Any, value: Any) -> bool:
 def _describe(kind: Any) -> str:
     if typing.get_origin(kind) is Literal:
         return "one of " + ", ".join(map(str, typing.get_args(kind)))
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[kind]
+    words = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    return (words | {type(None): "null"})[kind]
 
 
 def _bounds(

@@ -67,8 +67,8 @@ def fixed_types(annotation: Any) -> tuple[Any, ...] | None:
 
 
 def _supported(kind: Any) -> bool:
-    if kind in SCALARS or typing.get_origin(kind) is Literal:
-        return True
+    if kind in SCALARS or kind is type(None) or typing.get_origin(kind) is Literal:
+        return True  # None: a null entry inside a list (a sharding rule's spec)
     if members(kind):
         return all(_supported(k) for k in members(kind))
     inner = item_type(kind) or value_type(kind)

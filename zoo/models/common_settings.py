@@ -22,6 +22,7 @@ MAX_WIDTH = 1 << 20  # any one width; what fits in memory is checked before buil
 MAX_LAYERS = 10_000
 
 # Floating-point types a model may compute in or keep its parameters in, by name.
+REMAT_NAMES = ("none", "full", "dots")  # zoo.models.layers.REMAT_POLICIES, and none
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
 
 

@@ -124,15 +124,30 @@ def in_stacked(path: str, stacked_modules: frozenset[str]) -> bool:
 # zoo.models.features: id(stacked blocks) -> what takes every layer's output, while it runs
 COLLECT: dict[int, Callable[[jax.Array], None]] = {}
 
+# model.remat: what the backward pass of each scanned block keeps from the forward pass (JAX's
+# checkpoint policies); "none" keeps everything (no rematerialisation).
+REMAT_POLICIES: dict[str, Callable[..., bool] | None] = {
+    "full": None,  # keeps nothing inside a block: recomputes it (jax.checkpoint's default)
+    "dots": jax.checkpoint_policies.checkpoint_dots,  # keeps the matmul outputs
+}
 
-def scan_blocks(blocks: nnx.Module, x: jax.Array) -> jax.Array:
-    """Apply stacked `blocks` in order with one `scan`: compile time does not grow with depth."""
+
+def scan_blocks(blocks: nnx.Module, x: jax.Array, remat: str = "none") -> jax.Array:
+    """Apply stacked `blocks` in order with one `scan`: compile time does not grow with depth.
+    `remat` (`none`, `full`, `dots`): recompute each block in the backward pass, keeping only
+    what REMAT_POLICIES says (the same numbers, less memory at the compiled peak)."""
     if id(blocks) in COLLECT:  # features asked for: the scan also gives every layer's output
         return _scan_collecting(blocks, x, COLLECT[id(blocks)])
 
+    def apply(block: nnx.Module, h: jax.Array) -> jax.Array:
+        return block(h)
+
+    if remat != "none":
+        apply = nnx.remat(apply, policy=REMAT_POLICIES[remat])
+
     @nnx.scan(in_axes=(0, nnx.Carry), out_axes=nnx.Carry)
     def step(block: nnx.Module, h: jax.Array) -> jax.Array:
-        return block(h)
+        return apply(block, h)
 
     return step(blocks, x)
 

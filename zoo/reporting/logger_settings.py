@@ -47,6 +47,7 @@ RUN_NAMES = frozenset(
         "wandb",
         "mlruns",
         "optimization_results.yaml",
+        "sharding.json",
     }
 )
 MAX_NAME_BYTES = 255  # a file name's limit on Linux and macOS file systems

@@ -4,7 +4,9 @@ and the starting state, on the device mesh."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import optax
 from flax import nnx
 from omegaconf import DictConfig, OmegaConf
 
+from zoo import memory
 from zoo.checkpoint.schedule import checkpoint_every
 from zoo.config.plain import to_plain
 from zoo.config.schema import LORA, MODEL_TARGET
@@ -23,7 +26,7 @@ from zoo.errors import ZooError
 from zoo.models.lora import ADAPTERS, add_lora, lora_of
 from zoo.models.registry import create_model
 from zoo.optim.optimizers import make_optimizer
-from zoo.training import footprint, parallel
+from zoo.training import footprint, parallel, sharding
 from zoo.training.init_from import load_initial_weights, with_param_groups
 from zoo.training.state import Run, TrainState
 from zoo.training.steps import make_steps
@@ -81,16 +84,26 @@ def published_normalisation(data_cfg: Any, init_cfg: Any) -> Any:
     return OmegaConf.merge(data_cfg, {"mean": found[0], "std": found[1]})
 
 
-def build_model(name: str, kwargs: dict[str, Any], seed: int) -> nnx.Module:
+def build_model(name: str, kwargs: dict[str, Any], seed: int, shardings: Any = None) -> nnx.Module:
     """`create_model(name, rngs=nnx.Rngs(seed), **kwargs)`, initialised in one jitted program:
     at start-up that is one program to load from the compilation cache instead of one per
-    operation. The numbers are those of the model built op by op (zoo.models.layers.kept_apart)."""
+    operation. The numbers are those of the model built op by op (zoo.models.layers.kept_apart).
+    `shardings` (a function of the model's abstract state to its NamedShardings): each array is
+    created in its sharding, so no device ever holds a whole sharded tensor."""
+    if shardings is None:
 
-    @nnx.jit
-    def initialise() -> nnx.Module:
-        return _construct(name, kwargs, seed)
+        @nnx.jit
+        def initialise() -> nnx.Module:
+            return _construct(name, kwargs, seed)
 
-    return initialise()
+        return initialise()
+    graphdef, abstract = nnx.split(nnx.eval_shape(lambda: _construct(name, kwargs, seed)))
+
+    @partial(jax.jit, out_shardings=shardings(abstract))
+    def create() -> nnx.State:
+        return nnx.state(_construct(name, kwargs, seed))
+
+    return nnx.merge(graphdef, create())
 
 
 def _construct(name: str, kwargs: dict[str, Any], seed: int) -> nnx.Module:
@@ -120,29 +133,60 @@ def add_adapters(model: nnx.Module, model_cfg: Any, seed: int) -> list[str] | No
 
 
 def initial_state(
-    params: nnx.State, rest: nnx.State, tx: optax.GradientTransformation, seed: int, ema: bool
+    params: nnx.State,
+    rest: nnx.State,
+    tx: optax.GradientTransformation,
+    seed: int,
+    ema: bool,
+    shardings: Callable[[TrainState], Any] | None = None,
 ) -> TrainState:
     """Step 0's state around the model's `params` and `rest`, made in one jitted program (the
-    optimizer's zeros, the step and the data key; with `ema`, a copy of the parameters)."""
+    optimizer's zeros, the step and the data key; with `ema`, a copy of the parameters), each
+    array created in its sharding: `shardings` of the abstract state (default: unspecified)."""
 
+    make = _state_maker(tx, seed, ema)
+    if shardings is None:
+        return jax.jit(make)(params, rest)
+    return jax.jit(make, out_shardings=shardings(jax.eval_shape(make, params, rest)))(params, rest)
+
+
+def _state_maker(
+    tx: optax.GradientTransformation, seed: int, ema: bool
+) -> Callable[[nnx.State, nnx.State], TrainState]:
     def make(params: nnx.State, rest: nnx.State) -> TrainState:
         average = jax.tree.map(jnp.copy, params) if ema else None
         step0 = jnp.zeros((), jnp.int32)  # not weakly typed, like a restored step
         return TrainState(params, rest, tx.init(params), step0, jax.random.key(seed), average)
 
-    return jax.jit(make)(params, rest)
+    return make
+
+
+def parallel_layout(cfg: DictConfig, name: str, kwargs: dict[str, Any], mesh: Any) -> Any:
+    """The placement of the model's parameters on `mesh` by `parallel.*` (zoo.training.sharding),
+    from shapes alone; ZooError naming the rule and path that cannot work."""
+    settings = cfg.get("parallel") or {}
+    family = sharding.family_rules(name, kwargs) if settings.get("family_rules", False) else []
+    return sharding.place(
+        nnx.eval_shape(lambda: _construct(name, kwargs, cfg.seed)),
+        mesh,
+        to_plain(settings.get("rules")) or [],
+        family,
+        auto_fsdp=bool(settings.get("auto_fsdp", False)),
+    )
 
 
 def build_run(cfg: DictConfig) -> Run:
     """Build data, model and optimizer from a validated config; split the model once.
 
-    Joins a multi-host run first if configured; state and data are replicated over the mesh of
-    `trainer.devices`."""
+    Joins a multi-host run first if configured; the mesh (`parallel.mesh`) spans
+    `trainer.devices` of every process; the state is created sharded by `parallel.*` (replicated
+    by default) and the data replicated."""
     trainer = cfg.trainer
     parallel.initialize_distributed(
         trainer.distributed, trainer.coordinator_address, trainer.num_processes, trainer.process_id
     )
-    mesh = parallel.make_mesh(trainer.devices)
+    mesh_axes = to_plain(OmegaConf.select(cfg, "parallel.mesh")) or None
+    mesh = parallel.make_mesh(trainer.devices, mesh_axes)
     parallel.check_batch_size(trainer.batch_size, mesh)
     log.info(parallel.describe(mesh))
     if parallel.gpu_left_unused(mesh):
@@ -154,8 +198,24 @@ def build_run(cfg: DictConfig) -> Run:
     data = make_dataset(published_normalisation(cfg.data, cfg.get("init")), cfg.model)
     kwargs = fit_to_data(name, kwargs, data)
     tx, learning_rate, unclipped = make_optimizer(cfg)
-    footprint.check_training_fits(  # from shapes alone, before the model or its state exists
-        nnx.eval_shape(lambda: _construct(name, kwargs, cfg.seed)),
+    # from shapes alone, before the model or its state exists: where each tensor goes, and
+    # whether each device can hold its share
+    placement = parallel_layout(cfg, name, kwargs, mesh)
+    abstract_model = nnx.eval_shape(lambda: _construct(name, kwargs, cfg.seed))
+    ema = trainer.ema is not None
+
+    def state_layout(abstract: TrainState) -> TrainState:
+        return sharding.state_shardings(placement, abstract, mesh)
+
+    abstract_state = jax.eval_shape(
+        _state_maker(tx, cfg.seed, ema), *nnx.split(abstract_model, nnx.Param, ...)[1:]
+    )
+    layout = state_layout(abstract_state)
+    state_bytes = 2 * sharding.per_device_bytes(
+        abstract_state.params, layout.params
+    ) + sharding.per_device_bytes(abstract_state.opt_state, layout.opt_state)
+    footprint.check_training_fits(
+        abstract_model,
         tx,
         data,
         trainer.batch_size,
@@ -166,17 +226,34 @@ def build_run(cfg: DictConfig) -> Run:
             trainer.eval_every,
             checkpoint_every(trainer.ckpt_every, trainer.ckpt_every_seconds)[0],
         ),
+        state_bytes=state_bytes,
     )
-    model = build_model(name, kwargs, cfg.seed)
+    replicated = parallel.replicated(mesh)
+
+    def model_layout(abstract: nnx.State) -> nnx.State:
+        return sharding.param_shardings(placement, abstract, mesh)
+
+    model = build_model(name, kwargs, cfg.seed, shardings=model_layout)
     init_report = load_initial_weights(model, cfg.get("init"))
     adapted = add_adapters(model, cfg.model, cfg.seed)
     model.train()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     model.eval()
+    # weights loaded by init.from come in whole: each device keeps only its shard (LoRA's
+    # adapters, added after the placement was made, are replicated)
+    params = parallel.put_global(params, sharding.param_shardings(placement, params, mesh))
+    rest = parallel.put_global(rest, jax.tree.map(lambda _: replicated, rest))
     tx = with_param_groups(unclipped, params, cfg.optim, train_only=adapted)
     eval_graphdef = nnx.graphdef(model)
-    state = initial_state(params, rest, tx, cfg.seed, ema=trainer.ema is not None)
-    state = parallel.replicate(state, mesh)
+    state = initial_state(params, rest, tx, cfg.seed, ema=ema, shardings=state_layout)
+    layout = state_layout(state)
+    sharding.log_placement(
+        placement,
+        sharding.per_device_bytes(state.params, layout.params)
+        + sharding.per_device_bytes(state.opt_state, layout.opt_state),
+        memory.nbytes(state.params) + memory.nbytes(state.opt_state),
+        mesh,
+    )
     x, y, x_val, y_val = parallel.replicate(data.arrays(), mesh)
     data = replace(data, x_train=x, y_train=y, x_val=x_val, y_val=y_val)
     train_chunk, evaluate = make_steps(
@@ -191,6 +268,7 @@ def build_run(cfg: DictConfig) -> Run:
         ema=trainer.ema,
         streamed=data.stream is not None,
         augment=data.augment,
+        state_shardings=layout,
     )
     return Run(
         name,
@@ -207,4 +285,5 @@ def build_run(cfg: DictConfig) -> Run:
         trainer.eval_every,
         init_report,
         trainer.accumulate,
+        placement,
     )

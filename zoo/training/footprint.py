@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import jax
@@ -46,10 +46,10 @@ def log_point_count(steps: int, *everies: int) -> int:
 
 @dataclass(frozen=True)
 class TrainingEstimate:
-    """Bytes a training run holds. The state and data are replicated on every device; the batch
-    is split over them."""
+    """Bytes a training run holds. The data is replicated on every device, the state too unless
+    it is sharded; the batch is split over them."""
 
-    state: int  # parameters, their gradients, the optimizer state
+    state: int  # parameters, their gradients, the optimizer state (per device when sharded)
     data: int  # train and validation arrays
     batch: int  # a batch's inputs and targets, and its activations
     schedule: int  # host only: the log points
@@ -139,9 +139,12 @@ def check_training_fits(
     devices: Iterable[Any],
     *,
     log_points: int = 0,
+    state_bytes: int | None = None,
 ) -> TrainingEstimate:
     """`training_estimate` for an abstract model (from `nnx.eval_shape`), an optax optimizer and
-    a Dataset, checked against `devices`; returns the estimate."""
+    a Dataset, checked against `devices`; returns the estimate. `state_bytes`: what each device
+    holds of the parameters, their gradients and the optimizer state when they are sharded
+    (zoo.training.sharding); None: all of it (replicated)."""
     params = nnx.state(abstract_model, nnx.Param)
     positions = int(data.x_train.shape[1]) if data.vocab_size is not None else 1
     estimate = training_estimate(
@@ -152,6 +155,8 @@ def check_training_fits(
         positions=positions,
         log_points=log_points,
     )
+    if state_bytes is not None:
+        estimate = replace(estimate, state=state_bytes)
     devices = list(devices)
     resident = {
         device: sum(nbytes(a) for a in data.arrays() if device in getattr(a, "devices", set)())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -54,3 +55,31 @@ class ChunkProfile:
 
     def __exit__(self, *exc: object) -> None:
         self._stop()  # a run shorter than the trace still closes it
+
+
+def log_compiled_memory(train_chunk: Any, state: Any, x: Any, y: Any, length: int) -> None:
+    """Log the memory XLA's compiled program of `length` fused steps needs on one device (its
+    arguments, outputs and temporaries: what sharding and `model.remat` change). Compiling here
+    ahead of the first dispatch costs no second compilation: the dispatch finds the program."""
+    from zoo.memory import human
+
+    stats = train_chunk.lower(state, x, y, length=length).compile().memory_analysis()
+    if stats is None:  # a backend without the analysis
+        return
+    # live at once at worst: the inputs, the outputs (less those written over the donated
+    # inputs) and the temporaries (XLA's own peak_memory_in_bytes counts only some of these)
+    peak = (
+        stats.argument_size_in_bytes
+        + stats.output_size_in_bytes
+        - stats.alias_size_in_bytes
+        + stats.temp_size_in_bytes
+    )
+    log.info(
+        "compiled program of %d steps: peak %s per device (arguments %s, outputs %s, "
+        "temporaries %s)",
+        length,
+        human(peak),
+        human(stats.argument_size_in_bytes),
+        human(stats.output_size_in_bytes),
+        human(stats.temp_size_in_bytes),
+    )

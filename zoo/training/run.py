@@ -17,6 +17,7 @@ from typing import Any
 
 import jax
 from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
 from omegaconf import DictConfig, OmegaConf
 
 from zoo.checkpoint.schedule import SaveSchedule
@@ -26,12 +27,13 @@ from zoo.training.build import build_run
 from zoo.training.init_from import INIT_REPORT
 from zoo.training.loop import evaluates_at, log_points, logged_metrics, run_chunks
 from zoo.training.monitor import Monitor
-from zoo.training.profiling import ChunkProfile
+from zoo.training.profiling import ChunkProfile, log_compiled_memory
 from zoo.training.state import Run, TrainState, weights
 
 log = logging.getLogger(__name__)
 RUN_CONFIG = "config.yaml"  # the run's resolved config, written by the zoo into its directory
 TOKENIZER = "tokenizer.json"  # a text run's tokenizer, which zoo-generate reads
+SHARDING = "sharding.json"  # each parameter's sharding spec on this run's mesh
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,12 @@ def train(
         )
         profile = ChunkProfile(run_dir / "profile", trainer.profile_chunks if primary else 0)
         with open(metrics_path or os.devnull, "a") as metrics_file, reporter, profile:
+            ahead = [p for p in points if p > start]
+            if trainer.profile_chunks and ahead:  # debug=profile: what the step program needs
+                data = run.data
+                log_compiled_memory(
+                    run.train_chunk, state, data.x_train, data.y_train, ahead[0] - start
+                )
             chunks = run_chunks(run, state, [p for p in points if p > start])
             for state, record in chunks:  # noqa: B007  (the state after the last one is kept)
                 hooks.after_chunk()
@@ -120,8 +128,8 @@ def train(
                 reporter(record)
                 profile.chunk_done()
                 step = record["step"]
-                if monitor.update(record, evaluates_at(run, step)) and primary:
-                    save_model(run, state, run_dir / "best")  # before the checkpoint saying so
+                if monitor.update(record, evaluates_at(run, step)):  # before the checkpoint
+                    save_model(run, state, run_dir / "best", primary)
                 early = monitor.exhausted and step < run.steps
                 if saves.due(step, forced=step == run.steps or bool(stop.received) or early):
                     # after its record: a resume never misses a line
@@ -133,8 +141,7 @@ def train(
                     raise stop.stopped(step, ckpts.directory)  # leaving `ckpts` waits for the save
             # Still under StopRequest (a signal now lets the model be written whole) and inside
             # the reporter's block (its loggers keep the model as an artifact).
-            if primary:
-                save_final(run, state, run_dir, monitor)
+            save_final(run, state, run_dir, monitor, primary)
     return record | {"optimized_metric": monitor.optimized_metric}
 
 
@@ -151,6 +158,9 @@ def starting_point(
         write_atomically(run_dir / RUN_CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
         if (tokenizer := getattr(run.data.stream, "tokenizer", None)) is not None:
             write_atomically(run_dir / TOKENIZER, tokenizer.to_json())  # text in, text out
+        if run.placement is not None:  # each parameter's shape, spec and the rule that gave it
+            layout = json.dumps(run.placement.as_json(), indent=1)
+            write_atomically(run_dir / SHARDING, layout + "\n")
     state, record = starting_state(ckpts, run.state, cfg.trainer.resume, metrics_path)
     start = int(state.step)
     if start > run.steps:
@@ -164,9 +174,14 @@ def starting_point(
     return state, record
 
 
-def save_final(run: Run, state: TrainState, run_dir: Path, monitor: Monitor) -> None:
-    """The trained model in `model/`, and where the best one is."""
-    save_model(run, state, run_dir / "model")
+def save_final(
+    run: Run, state: TrainState, run_dir: Path, monitor: Monitor, primary: bool = True
+) -> None:
+    """The trained model in `model/`, and where the best one is (written by process 0; every
+    process calls this, see save_model)."""
+    save_model(run, state, run_dir / "model", primary)
+    if not primary:
+        return
     log.info("saved the trained model to %s", run_dir / "model")
     if monitor.best is not None:
         log.info(
@@ -178,12 +193,28 @@ def save_final(run: Run, state: TrainState, run_dir: Path, monitor: Monitor) -> 
         )
 
 
-def save_model(run: Run, state: TrainState, directory: Path) -> None:
-    """The weights a run validates (the moving average, with trainer.ema) as a pretrained model."""
+def save_model(run: Run, state: TrainState, directory: Path, primary: bool = True) -> None:
+    """The weights a run validates (the moving average, with trainer.ema) as a pretrained model,
+    written by the `primary` process. With several processes every process calls this: weights
+    sharded over them are gathered first (a collective), whole on each."""
     from zoo.weights.pretrained import save_pretrained
 
-    nnx.update(run.model, weights(state), state.rest)
-    save_pretrained(run.model, directory)
+    params, rest = whole_on_each_process((weights(state), state.rest))
+    if primary:
+        nnx.update(run.model, params, rest)
+        save_pretrained(run.model, directory)
+
+
+def whole_on_each_process(tree: Any) -> Any:
+    """`tree` unchanged when this process can read every array of it (one process, or arrays
+    replicated); else every array gathered whole onto each process's devices (all processes
+    must call this together), as this process's own copy."""
+    leaves = jax.tree.leaves(tree)
+    if all(a.is_fully_addressable or a.sharding.is_fully_replicated for a in leaves):
+        return tree
+    mesh = next(a.sharding.mesh for a in leaves if not a.sharding.is_fully_replicated)
+    gathered = jax.jit(lambda t: t, out_shardings=NamedSharding(mesh, PartitionSpec()))(tree)
+    return jax.tree.map(lambda a: a.addressable_data(0), gathered)
 
 
 def log_model(run: Run) -> None:

@@ -196,7 +196,8 @@ def owned(
 # `.model.<8>/`, `.metrics.jsonl.<8>.tmp`. A run killed in between leaves them behind.
 _STAGED = re.compile(r"\.(best|model)\.[a-z0-9_]{8}(\.old)?")
 _REPLACING = re.compile(
-    r"\.(metrics\.jsonl|config\.yaml|loss\.png|init_report\.json|status\.json)\.[a-z0-9_]{8}\.tmp"
+    r"\.(metrics\.jsonl|config\.yaml|loss\.png|init_report\.json|status\.json|sharding\.json)"
+    r"\.[a-z0-9_]{8}\.tmp"
 )
 
 

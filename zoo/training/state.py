@@ -14,6 +14,7 @@ from flax import nnx
 from zoo.data.dataset import Dataset
 
 if TYPE_CHECKING:
+    from zoo.training.sharding import Placement
     from zoo.weights.load import LoadReport
 
 
@@ -51,3 +52,4 @@ class Run:
     eval_every: int
     init_report: LoadReport | None = None  # what init.from loaded; None: fresh weights
     accumulate: int = 1  # batches whose gradients each update averages
+    placement: Placement | None = None  # each parameter's sharding (sharding.json)

@@ -72,10 +72,13 @@ def make_steps(
     ema: float | None = None,
     streamed: bool = False,
     augment: Callable | None = None,
+    state_shardings: Any = None,
 ):
     """Jitted `train_chunk(state, x, y, length)` and `evaluate(params, rest, x, y)`.
 
-    Both return arrays replicated over `mesh`; each batch is split over its `data` axis. Each
+    Both return arrays replicated over `mesh`, except the state, laid out as `state_shardings`
+    (a TrainState of NamedShardings; None: replicated); each batch is split over the `data` and
+    `fsdp` axes. Each
     update averages the gradients of `accumulate` batches; with `ema` (a decay), the state's
     `ema` follows the parameters. `learning_rate` (the optimizer's schedule) gives the chunk's
     last learning rate, for the log. `streamed`: the batches come from the host, `x` holding
@@ -124,8 +127,9 @@ def make_steps(
         return TrainState(params, rest, opt_state, state.step + 1, state.data_key, average), loss
 
     replicated = parallel.replicated(mesh)
+    chunk_out = replicated if state_shardings is None else (state_shardings, *[replicated] * 4)
 
-    @partial(jax.jit, static_argnames="length", donate_argnums=0, out_shardings=replicated)
+    @partial(jax.jit, static_argnames="length", donate_argnums=0, out_shardings=chunk_out)
     def train_chunk(state: TrainState, x, y, length: int):
         """`length` steps; the mean loss, the number of steps before the first non-finite loss
         (`length` if none), whether the parameters are all finite and the learning rate of the

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.sharding import NamedSharding
 
 from zoo.errors import ZooError
 from zoo.files import write_atomically
@@ -174,12 +175,24 @@ def load_weights(
     variables = flat_variables(model)
     for copy in copies:
         variable = variables[copy.target]
-        value = jnp.asarray(arrays[copy.source], dtype=variable.dtype)
+        value = _placed_like(arrays[copy.source], variable)
         if copy.layers is None:
             variable.set_value(value)  # (also fills an abstract model's variable)
         else:
             variable[...] = variable[...].at[: copy.layers].set(value[: copy.layers])
     return report
+
+
+def _placed_like(array: np.ndarray, variable: nnx.Variable) -> jax.Array:
+    """`array` in the variable's dtype, laid out as its current value: a sharded model's tensor
+    goes shard by shard onto its devices (no device holds it whole; zoo.training.sharding). An
+    abstract model's variable (a shape only) takes the array as it is."""
+    current = variable.get_value()
+    sharding = getattr(current, "sharding", None)
+    if not isinstance(sharding, NamedSharding) or sharding.is_fully_replicated:
+        return jnp.asarray(array, dtype=variable.dtype)
+    host = np.asarray(array).astype(variable.dtype)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
 
 def _all_finite(array: np.ndarray) -> bool:

@@ -30,3 +30,28 @@ class MLPSettings:
     )
     dtype: str = dtype_setting()
     param_dtype: str = param_dtype_setting()
+
+    def tensor_parallel_rules(self) -> list[tuple[str, list[str | None]]]:
+        """`parallel=tp`: Megatron's pairs, column- then row-parallel (docs: sharding)."""
+        return feed_forward_rules("", len(self.widths), self.out_features is not None)
+
+
+def feed_forward_rules(
+    prefix: str, hidden: int, head: bool, stacked: int = 0
+) -> list[tuple[str, list[str | None]]]:
+    """Tensor-parallel rules of an MLP below `prefix` with `hidden` layers: layer 0 splits its
+    outputs on `tensor` (column), layer 1 its inputs (row), and so on in pairs; a head after a
+    column layer is a row layer. `stacked`: leading layer axes (blocks stacked for a scan)."""
+    lead: list[str | None] = [None] * stacked
+    rules: list[tuple[str, list[str | None]]] = []
+    for i in range(hidden):
+        if i % 2 == 0:
+            rules += [
+                (f"{prefix}layers/{i}/kernel", [*lead, None, "tensor"]),
+                (f"{prefix}layers/{i}/bias", [*lead, "tensor"]),
+            ]
+        else:
+            rules.append((f"{prefix}layers/{i}/kernel", [*lead, "tensor", None]))
+    if head and hidden % 2 == 1:
+        rules.append((f"{prefix}head/kernel", [*lead, "tensor", None]))
+    return rules

@@ -111,10 +111,12 @@ class Transformer(nnx.Module):
         out_features: int | None = None,
         dtype: str = "float32",
         param_dtype: str = "float32",
+        remat: str = "none",
         rngs: nnx.Rngs,
     ):
         precision = precision_kwargs(dtype, param_dtype)
         self.max_len = max_len
+        self.remat = remat
         embeds = {"embedding_init": embed_init, **precision}
         self.embed = nnx.Embed(vocab_size, d_model, rngs=rngs, **embeds)
         self.positions = nnx.Embed(max_len, d_model, rngs=rngs, **embeds)
@@ -141,5 +143,5 @@ class Transformer(nnx.Module):
         if length > self.max_len:
             raise ValueError(f"sequence length {length} exceeds max_len={self.max_len}")
         h = self.embed(tokens) + self.positions.embedding[:length].astype(self.embed.dtype)
-        h = scan_blocks(self.blocks, h)
+        h = scan_blocks(self.blocks, h, self.remat)
         return self.head(self.norm(h))

@@ -7,7 +7,14 @@ from dataclasses import dataclass
 from zoo.config.fields import setting
 from zoo.config.registry import declare
 from zoo.config.types import SettingError
-from zoo.models.common_settings import MAX_LAYERS, MAX_WIDTH, dtype_setting, param_dtype_setting
+from zoo.models.common_settings import (
+    MAX_LAYERS,
+    MAX_WIDTH,
+    REMAT_NAMES,
+    dtype_setting,
+    param_dtype_setting,
+)
+from zoo.models.mlp.settings import feed_forward_rules
 
 
 @declare("model", "transformer", builder="zoo.models.transformer.modeling:Transformer")
@@ -30,6 +37,26 @@ class TransformerSettings:
     )
     dtype: str = dtype_setting()
     param_dtype: str = param_dtype_setting()
+    remat: str = setting(
+        "none",
+        "recompute each block in the backward pass: full keeps nothing, dots the matmuls",
+        choices=REMAT_NAMES,
+    )
+
+    def tensor_parallel_rules(self) -> list[tuple[str, list[str | None]]]:
+        """`parallel=tp` (docs: sharding): query, key and value split their outputs (the heads)
+        on `tensor`, `out` its inputs; the feed-forward column then row. Every tensor of the
+        stacked blocks has the layer axis in front."""
+        qkv = [
+            rule
+            for name in ("query", "key", "value")
+            for rule in (
+                (f"blocks/attn/{name}/kernel", [None, None, "tensor"]),
+                (f"blocks/attn/{name}/bias", [None, "tensor"]),
+            )
+        ]
+        out = [("blocks/attn/out/kernel", [None, "tensor", None])]
+        return qkv + out + feed_forward_rules("blocks/mlp/", 1, True, stacked=1)
 
     def __post_init__(self) -> None:
         if self.d_model % self.num_heads:
