@@ -29,6 +29,7 @@ _EXPORTS = {
     "LoadReport": "zoo.weights.load",
     "inspect_weights": "zoo.weights.inspection",
     "diff_weights": "zoo.weights.inspection",
+    "load_exported": "zoo.app.exported",
 }
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "get_model_class",
     "inspect_weights",
     "list_models",
+    "load_exported",
     "load_weights",
     "model_settings",
     "model_spec",
@@ -54,6 +56,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from zoo.app.api import compose, train
+    from zoo.app.exported import load_exported
     from zoo.config.fields import setting
     from zoo.config.registry import declare
     from zoo.errors import ZooError
