@@ -56,7 +56,14 @@ def _csv_rows(served: Served, path: Path, target: str | None) -> Rows:
         raise
     index = [rows.header.index(c) for c in features]
     label_index = rows.header.index(label) if label is not None else None
-    width = _check_width(served, len(features), path, f"{len(features)} feature columns")
+    hint = ""
+    if label is None and served.kind == FEATURES and len(features) == (served.width or 0) + 1:
+        hint = " (is one of them a label? name the label column with target=<column>)"
+    try:
+        width = _check_width(served, len(features), path, f"{len(features)} feature columns", hint)
+    except ZooError:
+        rows.close()
+        raise
 
     def batches(n: int) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         for chunk in rows.chunks(n):
@@ -125,9 +132,9 @@ def _npz_rows(served: Served, path: Path, target: str | None) -> Rows:
     return Rows(path, batches, width, label, x.shape[0], "rows", lambda: done[0], npz.close)
 
 
-def _check_width(served: Served, width: int, path: Path, what: str) -> int:
+def _check_width(served: Served, width: int, path: Path, what: str, hint: str = "") -> int:
     if served.kind == FEATURES and width != served.width:
-        raise ZooError(f"{path}: {what}, but the model takes {served.width} features")
+        raise ZooError(f"{path}: {what}, but the model takes {served.width} features{hint}")
     if served.kind == TOKENS and not 1 <= width <= served.max_len:
         raise ZooError(
             f"{path}: {what}: sequences of {width} tokens, but the model takes 1 to "
