@@ -127,7 +127,11 @@ def onnx_bytes(served: Served) -> bytes:
     except ImportError:
         raise ZooError("format=onnx needs jax2onnx: pip install 'zoo[onnx]'") from None
     spec = input_spec(served)
-    shape = ("batch", "length") if served.kind == TOKENS else ("batch", served.width)
+    shape = (
+        ("batch", served.width or served.max_len)
+        if served.kind == TOKENS
+        else ("batch", served.width)
+    )
     try:
         model = to_onnx(forward_function(served), [jax.ShapeDtypeStruct(shape, spec.dtype)])
     except Exception as err:  # a primitive jax2onnx has no rule for, among others
