@@ -69,13 +69,13 @@ def check_output(output: str | None, overwrite: bool, inputs: list[str | None]) 
     if output is None:
         raise ZooError("output is required: the file to write (.csv, .jsonl, .npz or .parquet)")
     path = Path(output)
+    if path.is_dir():
+        raise ZooError(f"output={output} is a directory; name a file")
     writer_class(path)
     if not path.parent.is_dir():
         raise ZooError(f"output={output}: its directory {path.parent} does not exist")
     if any(i is not None and path.exists() and path.samefile(i) for i in inputs):
         raise ZooError(f"output={output} is the input file; write the predictions elsewhere")
-    if path.is_dir():
-        raise ZooError(f"output={output} is a directory; name a file")
     if path.exists() and not overwrite:
         raise ZooError(f"output={output} exists; set overwrite=true to replace it")
     return path

@@ -150,7 +150,7 @@ def _inputs(served: Served, chunk: Chunk, values: np.ndarray, path: Path) -> np.
         if bad.any():
             i, j = (int(k) for k in np.argwhere(bad)[0])
             raise ZooError(
-                f"{chunk.where(path, i)}: token {values[i, j]!r} at position {j} is not an "
+                f"{chunk.where(path, i)}: token {values[i, j]:g} at position {j} is not an "
                 f"integer in 0..{served.vocab_size - 1} (the model's vocab_size)"
             )
         return served.preprocess(values)
@@ -172,7 +172,7 @@ def _labels(served: Served, chunk: Chunk, values: np.ndarray, path: Path) -> np.
         if bad.any():
             where = np.argwhere(bad)[0]
             raise ZooError(
-                f"{chunk.where(path, int(where[0]))}: label {values[tuple(where)]!r} is not a "
+                f"{chunk.where(path, int(where[0]))}: label {values[tuple(where)]:g} is not a "
                 f"class of the model's 0..{served.num_classes - 1}"
             )
         return values.astype(np.int64)
