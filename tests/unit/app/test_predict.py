@@ -171,3 +171,10 @@ def test_columns_other_than_the_models_are_named(run):
         ZooError, match="65 feature columns, .* 64 features .* name the label column with target="
     ):
         predict(settings(**{**cfg, "input": str(run / "val.csv")}))
+
+
+def test_an_unknown_key_is_named_with_the_predict_apps_own_keys():
+    with pytest.raises(ZooError, match="unknown key sorce; did you mean source"):
+        zoo.compose(["sorce=runs/x"], app="predict")
+    with pytest.raises(ZooError, match="unknown key formt; did you mean format"):
+        zoo.compose(["formt=onnx"], app="export")
