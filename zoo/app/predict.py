@@ -2,10 +2,10 @@
 
 The rows are read a chunk of `batch_size` at a time (zoo/app/predict_inputs.py), prepared as the
 run prepared its data, and sent through one jitted program per batch-size bucket: full batches
-use `batch_size`, the last partial batch is padded with zero rows to the next power of two (at
-most `batch_size`), so a file of any length compiles at most two programs. While the device runs
-one batch the host reads the next. Outputs go out in input order into a temporary file that
-replaces `output` only when every row is in (zoo/app/predict_outputs.py).
+use `batch_size`, and so does the last partial batch, padded with zero rows; an input that is
+one short chunk is padded to the next power of two instead. One compiled program per input. While
+the device runs one batch the host reads the next. Outputs go out in input order into a
+temporary file that replaces `output` only when every row is in (zoo/app/predict_outputs.py).
 """
 
 from __future__ import annotations
@@ -30,10 +30,13 @@ from zoo.files import replacing
 log = logging.getLogger(__name__)
 
 
-def bucket(rows: int, batch_size: int) -> int:
-    """The batch a chunk of `rows` is padded to: `batch_size`, or for fewer rows the next power
-    of two (so a short file does not run a whole batch_size)."""
-    return batch_size if rows >= batch_size else min(batch_size, 1 << (rows - 1).bit_length())
+def bucket(rows: int, batch_size: int, first: bool = True) -> int:
+    """The batch a chunk of `rows` is padded to: `batch_size`, the program the full batches
+    compiled; but when the whole input is one short chunk (`first`), the next power of two (a
+    short file does not run, or compile, a whole batch_size)."""
+    if rows >= batch_size or not first:
+        return batch_size
+    return min(batch_size, 1 << (rows - 1).bit_length())
 
 
 def output_task(served: Served, task: str) -> str:
@@ -116,8 +119,13 @@ def predict(cfg: Any) -> dict[str, Any]:
 def _output_width(served: Served) -> int:
     width = served.width or 1
     dtype = jnp.int32 if served.kind == TOKENS else jnp.float32
-    shape = jax.eval_shape(served.model, jax.ShapeDtypeStruct((1, width), dtype)).shape
-    return int(shape[-1])
+    graphdef, state = nnx.split(served.model)  # merged under the trace: nnx's transforms want it
+    out = jax.eval_shape(
+        lambda state, x: nnx.merge(graphdef, state)(x),
+        state,
+        jax.ShapeDtypeStruct((1, width), dtype),
+    )
+    return int(out.shape[-1])
 
 
 def _run(
@@ -136,7 +144,7 @@ def _run(
             pending = None  # the batch on the device while the next one is read
             for x, y in rows.batches(batch_size):
                 n = len(x)
-                size = bucket(n, batch_size)
+                size = bucket(n, batch_size, first=pending is None)
                 padded = np.zeros((size, *x.shape[1:]), x.dtype) if size > n else None
                 if padded is not None:
                     padded[:n] = x

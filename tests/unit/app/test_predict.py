@@ -117,9 +117,10 @@ def test_every_output_format_holds_the_same_rows_and_a_short_last_batch_changes_
     np.testing.assert_allclose([r["probability"] for r in lines], whole["probability"], rtol=1e-6)
 
 
-def test_a_short_file_runs_in_a_power_of_two_bucket_not_a_whole_batch():
+def test_a_short_file_runs_in_a_power_of_two_bucket_and_a_last_batch_in_the_full_one():
     assert [bucket(n, 1024) for n in (1, 2, 3, 359, 1024, 5000)] == [1, 2, 4, 512, 1024, 1024]
     assert bucket(300, 300) == 300 and bucket(299, 300) == 300
+    assert bucket(3, 1024, first=False) == 1024  # after full batches: their program, padded
 
 
 @pytest.mark.parametrize(
@@ -178,3 +179,22 @@ def test_an_unknown_key_is_named_with_the_predict_apps_own_keys():
         zoo.compose(["sorce=runs/x"], app="predict")
     with pytest.raises(ZooError, match="unknown key formt; did you mean format"):
         zoo.compose(["formt=onnx"], app="export")
+
+
+def test_a_token_model_predicts_a_class_per_position(tmp_path):
+    model = zoo.create_model(  # as tests/unit/app/test_export.py's: one compiled init
+        "transformer", rngs=nnx.Rngs(1), vocab_size=11, d_model=16, num_heads=2, max_len=12
+    )
+    zoo.save_pretrained(model, tmp_path / "tokens")
+    x = np.random.default_rng(0).integers(0, 11, size=(9, 6))
+    np.savez(tmp_path / "rows.npz", x=x, y=x[:, ::-1])
+    cfg = settings(source=str(tmp_path / "tokens"), input=str(tmp_path / "rows.npz"))
+    summary = predict(settings(**{**cfg, "output": str(tmp_path / "out.npz"), "batch_size": 4}))
+    out = np.load(tmp_path / "out.npz")
+    logits = np.asarray(model(x.astype(np.int32)))
+    np.testing.assert_array_equal(out["class"], logits.argmax(-1))  # (9, 6): one per position
+    assert summary["accuracy"] == (logits.argmax(-1) == x[:, ::-1]).mean()
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=np.full((2, 3), 11))
+    with pytest.raises(ZooError, match=r"row 0: token 11 at position 0 is not an integer in 0..10"):
+        predict(settings(**{**cfg, "input": str(bad), "output": str(tmp_path / "o.csv")}))
