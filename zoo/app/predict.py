@@ -47,19 +47,21 @@ def output_task(served: Served, task: str) -> str:
 
 def make_forward(served: Served, task: str, top_k: int) -> Any:
     """The jitted function `(state, x) -> {field: array}` of one batch: the model's outputs in
-    float32, as values (regression) or as the top classes by logit and their softmax
-    probabilities (classification; the first is the argmax)."""
+    float32, as values (regression) or as the class (the argmax of the logits), its softmax
+    probability and the top_k classes by logit with theirs (classification)."""
     graphdef, state = nnx.split(served.model)
 
     def forward(state: Any, x: jax.Array) -> dict[str, jax.Array]:
         out = nnx.merge(graphdef, state)(x).astype(jnp.float32)
         if task == "regression":
             return {"value": out[..., 0] if out.shape[-1] == 1 else out}
-        logits, classes = jax.lax.top_k(out, top_k)
-        probs = jnp.exp(logits - jax.nn.logsumexp(out, axis=-1, keepdims=True))
-        fields = {"class": classes[..., 0], "probability": probs[..., 0]}
+        log_norm = jax.nn.logsumexp(out, axis=-1, keepdims=True)
+        best = out.argmax(-1)  # argmax, not top_k's first: on a CPU top_k is a sort
+        logit = jnp.take_along_axis(out, best[..., None], -1)
+        fields = {"class": best, "probability": jnp.exp(logit - log_norm)[..., 0]}
         if top_k > 1:
-            fields |= {"top_classes": classes, "top_probabilities": probs}
+            logits, classes = jax.lax.top_k(out, top_k)
+            fields |= {"top_classes": classes, "top_probabilities": jnp.exp(logits - log_norm)}
         return fields
 
     jitted = jax.jit(forward)

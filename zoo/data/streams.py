@@ -51,19 +51,24 @@ class Chunk:
 
 class CsvRows:
     """A CSV with a header row, read `rows` data rows at a time as float64 (exact for integers up
-    to 2**53 and for any float32). Blank lines are skipped, as reading the whole file does."""
+    to 2**53 and for any float32). Blank lines are skipped, as reading the whole file does.
+
+    A chunk whose lines are all plain numbers is converted by numpy's C parser; a chunk with
+    anything else (quotes, a word, a missing field) is read line by line by the csv module, to
+    take what it can and name the line and column of what it cannot."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = _existing_file(path)
         self.size = self.path.stat().st_size
         self._binary = open(self.path, "rb")  # noqa: SIM115  (closed by close())
-        text = io.TextIOWrapper(self._binary, encoding="utf-8-sig", newline="")
-        self._reader = csv.reader(text)
-        header = self._next_row()
-        if header is None:
+        self._text = io.TextIOWrapper(self._binary, encoding="utf-8-sig")  # any line ending
+        self._line = 0
+        while (line := self._next_line()) is not None and not line.strip():
+            pass
+        if line is None:
             self.close()
             raise ZooError(f"{self.path}: the file is empty")
-        self.header = [name.strip() for name in header]
+        self.header = [name.strip() for name in self._cells(line)]
         _check_column_names(self.path, self.header)
 
     def position(self) -> int:
@@ -73,46 +78,64 @@ class CsvRows:
     def close(self) -> None:
         self._binary.close()
 
-    def _next_row(self) -> list[str] | None:
+    def _next_line(self) -> str | None:
         try:
-            for row in self._reader:
-                if any(cell.strip() for cell in row):
-                    return row
-        except (OSError, UnicodeDecodeError, csv.Error) as err:
+            line = self._text.readline()
+        except (OSError, UnicodeDecodeError) as err:
             raise ZooError(
-                f"{self.path}: line {self._reader.line_num}: not readable as CSV ({_gist(err)})"
+                f"{self.path}: line {self._line + 1}: not readable as CSV ({_gist(err)})"
             ) from None
-        return None
+        if not line:
+            return None
+        self._line += 1
+        return line
+
+    def _cells(self, line: str) -> list[str]:
+        try:
+            return next(csv.reader([line]), [])
+        except csv.Error as err:
+            raise ZooError(
+                f"{self.path}: line {self._line}: not readable as CSV ({_gist(err)})"
+            ) from None
 
     def chunks(self, rows: int) -> Iterator[Chunk]:
         """The data rows, `rows` at a time (the last chunk may hold fewer)."""
-        width = len(self.header)
         while True:
-            cells, lines = [], []
-            while len(cells) < rows and (row := self._next_row()) is not None:
-                line = self._reader.line_num
-                if len(row) != width:
-                    raise ZooError(
-                        f"{self.path}: line {line} has {len(row)} fields, the header {width}"
-                    )
-                cells.append(row)
-                lines.append(line)
-            if not cells:
+            texts, lines = [], []
+            while len(texts) < rows and (line := self._next_line()) is not None:
+                if line.strip(f"{CSV_SPACE},\r\n"):  # a line of empty cells is blank too
+                    texts.append(line)
+                    lines.append(self._line)
+            if not texts:
                 return
-            yield Chunk(self._numbers(cells, lines), np.asarray(lines))
-            if len(cells) < rows:
+            yield Chunk(self._numbers(texts, lines), np.asarray(lines))
+            if len(texts) < rows:
                 return
 
-    def _numbers(self, cells: list[list[str]], lines: list[int]) -> np.ndarray:
-        """The cells as float64: numpy converts a chunk whose rows are all plain numbers at once;
-        anything else is found cell by cell, for the line and column that name it."""
-        if all(_ROW.fullmatch(",".join(row)) for row in cells):
-            with np.errstate(over="ignore"):
-                values = np.array(cells, dtype=np.float64)
-            if np.isfinite(values).all() and not (np.abs(values) > FLOAT32_MAX).any():
+    def _numbers(self, texts: list[str], lines: list[int]) -> np.ndarray:
+        width = len(self.header)
+        if all(_ROW.fullmatch(text.rstrip("\r\n")) for text in texts):
+            try:
+                with np.errstate(over="ignore"):
+                    values = np.loadtxt(texts, delimiter=",", dtype=np.float64, ndmin=2)
+            except ValueError:  # a row of another width: found below
+                values = None
+            if (
+                values is not None
+                and values.shape == (len(texts), width)
+                and np.isfinite(values).all()
+                and not (np.abs(values) > FLOAT32_MAX).any()
+            ):
                 return values
-        for row, line in zip(cells, lines, strict=True):
-            for name, cell in zip(self.header, row, strict=True):
+        values = np.empty((len(texts), width), dtype=np.float64)
+        for i, (text, line) in enumerate(zip(texts, lines, strict=True)):
+            self._line = line  # for a csv.Error's message
+            row = self._cells(text)
+            if len(row) != width:
+                raise ZooError(
+                    f"{self.path}: line {line} has {len(row)} fields, the header {width}"
+                )
+            for j, (name, cell) in enumerate(zip(self.header, row, strict=True)):
                 where = f"{self.path}: line {line}, column {name!r}"
                 value = _csv_number(cell, where)
                 if abs(value) > FLOAT32_MAX:
@@ -120,7 +143,9 @@ class CsvRows:
                         f"{where}: {value:.6g} is beyond float32's range (+-{FLOAT32_MAX:.4g}) "
                         "in which the model computes"
                     )
-        raise AssertionError("unreachable: a chunk numpy refused has a cell _csv_number refuses")
+                values[i, j] = value
+        self._line = lines[-1]
+        return values
 
 
 @dataclass(frozen=True)
