@@ -33,6 +33,7 @@ _EXPORTS = {
     "add_lora": "zoo.models.lora",
     "merge_lora": "zoo.models.lora",
     "features": "zoo.models.features",
+    "load_exported": "zoo.app.exported",
 }
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "get_model_class",
     "inspect_weights",
     "list_models",
+    "load_exported",
     "load_weights",
     "model_settings",
     "model_spec",
@@ -62,6 +64,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from zoo.app.api import compose, train
+    from zoo.app.exported import load_exported
     from zoo.config.fields import setting
     from zoo.config.registry import declare
     from zoo.errors import ZooError

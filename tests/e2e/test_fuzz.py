@@ -32,7 +32,9 @@ DRIVER = textwrap.dedent(
         start = time.perf_counter()
         try:
             with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-                code = cli.train_app() if app == "train" else cli.eval_main()
+                mains = {"train": cli.train_app, "eval": cli.eval_main}
+                mains |= {"predict": cli.predict_main, "export": cli.export_main}  # issue 25
+                code = mains[app]()
             code = code if isinstance(code, int) else 0
         except SystemExit as exit_:
             code = exit_.code if isinstance(exit_.code, int) else 1
@@ -510,7 +512,89 @@ def cases(tmp_path_factory) -> list[tuple[str, list[str], str]]:
     table += [
         (t, [*a.split(), f"hydra.run.dir={d}/shard{i}"], m) for i, (a, m) in enumerate(sharding)
     ]
+    table += predict_and_export_cases(d)
     return table
+
+
+# issue 25: zoo-predict's sources, inputs, rows and outputs, and zoo-export's settings
+def predict_and_export_cases(d: Path) -> list[tuple[str, list[str], str]]:
+    from flax import nnx
+    from omegaconf import OmegaConf
+
+    import zoo
+
+    model = zoo.create_model("mlp", rngs=nnx.Rngs(0), in_features=3, widths=[4], out_features=2)
+    zoo.save_pretrained(model, d / "pretrained")
+    run = d / "csv_run"  # a run trained on a csv: its feature columns a, b by name
+    train_csv = d / "train_rows.csv"
+    train_csv.write_text("a,b,label\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(20)))
+    cfg = zoo.compose(["model=mlp", "data=csv", f"data.path={train_csv}", "data.target=label"])
+    run.mkdir()
+    (run / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    two = zoo.create_model("mlp", rngs=nnx.Rngs(0), in_features=2, widths=[4], out_features=2)
+    zoo.save_pretrained(two, run / "model")
+    (d / "unfinished").mkdir()
+    (d / "unfinished" / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    files = {
+        "p_words.csv": "a,b,c\n1,2,3\n4,x,6\n",
+        "p_ragged.csv": "a,b,c\n1,2,3\n4,5\n",
+        "p_big.csv": "a,b,c\n1,2,1e999\n",
+        "p_narrow.csv": "a,b\n1,2\n",
+        "p_header.csv": "a,b,c\n",
+        "p_twice.csv": "a,a,c\n1,2,3\n",
+        "p_run_lacks.csv": "a,z,label\n1,2,1\n",
+        "p_run_extra.csv": "a,b,extra\n1,2,3\n",
+        "p_run_label.csv": "a,b,label\n1,2,5\n",
+        "p_exists.csv": "kept",
+    }
+    for name, text in files.items():
+        (d / name).write_text(text)
+    x = np.zeros((4, 3))
+    write_npz(d / "p_1d.npz", x=x[:, 0])
+    write_npz(d / "p_rows.npz", x=x, y=np.zeros(3))
+    write_npz(d / "p_obj.npz", x=np.array([[1, "a", 2]], dtype=object))
+    write_npz(d / "p_fortran.npz", x=np.asfortranarray(np.ones((4, 3))))
+    write_npz(d / "p_nan.npz", x=np.where(np.eye(4, 3) > 0, np.nan, 0.0))
+    (d / "p_cut.npz").write_bytes(write_npz(d / "p_whole.npz", x=x).read_bytes()[:-30])
+    pre, out = f"source={d}/pretrained", f"output={d}/p_out.csv"
+    predict = [
+        (f"input={d}/p_words.csv {out}", "source is required"),
+        (f"source={d}/nope input={d}/p_words.csv {out}", "no such directory"),
+        (f"source={d}/adir input={d}/p_words.csv {out}", "not a model directory"),
+        (f"source={d}/unfinished input={d}/p_words.csv {out}", "holds no saved model/"),
+        (f"{pre} input={d}/p_words.csv output={d}/p_exists.csv", "set overwrite=true"),
+        (f"{pre} input={d}/p_words.csv output={d}/p_words.csv", "is the input file"),
+        (f"{pre} input={d}/p_words.csv output={d}/adir", "is a directory"),
+        (f"{pre} input={d}/text.npz {out}", "not an .npz file"),
+        (f"{pre} input={d}/afile {out}", "reads .csv, .npz files"),
+        (f"{pre} input={d}/p_words.csv {out}", "line 3, column 'b': 'x' is not a number"),
+        (f"{pre} input={d}/p_ragged.csv {out}", "line 3 has 2 fields, the header 3"),
+        (f"{pre} input={d}/p_big.csv {out}", "'1e999' is not finite"),
+        (f"{pre} input={d}/p_narrow.csv {out}", "2 feature columns, but the model takes 3"),
+        (f"{pre} input={d}/empty.csv {out}", "the file is empty"),
+        (f"{pre} input={d}/p_header.csv {out}", "no rows to predict"),
+        (f"{pre} input={d}/p_twice.csv {out}", "column 'a' appears twice"),
+        (f"{pre} input={d}/p_words.csv {out} task=classification top_k=5", "model's 2 classes"),
+        (f"{pre} input={d}/p_1d.npz {out}", "x has shape (4,); it must be 2-D"),
+        (f"{pre} input={d}/p_rows.npz {out}", "x has 4 rows but y has 3"),
+        (f"{pre} input={d}/p_obj.npz {out}", "x holds object values"),
+        (f"{pre} input={d}/p_fortran.npz {out}", "Fortran order"),
+        (f"{pre} input={d}/p_nan.npz {out}", "row 0: feature 0 is nan"),
+        (f"{pre} input={d}/p_cut.npz {out}", "p_cut.npz"),
+        (f"source={run} input={d}/p_run_lacks.csv {out}", "lacks the model's feature columns 'b'"),
+        (f"source={run} input={d}/p_run_extra.csv {out}", "'extra' are not among the model's"),
+        (f"source={run} input={d}/p_run_label.csv {out}", "line 2: label 5 is not a class"),
+    ]
+    exports = [
+        (f"{pre}", "out is required"),
+        (f"source={d}/nope out={d}/e1", "no such directory"),
+        (f"{pre} out={d}/afile", "is not an export directory"),
+        (f"{pre} out={d}/e1 format=tflite", "format='tflite' is invalid"),
+        (f"{pre} out={d}/e1 platforms=[gpu]", "'gpu' is unknown"),
+        (f"{pre} out={d}/e1 platforms=[cpu,cpu]", "names a platform twice"),
+    ]
+    cases = [("predict", a.split(), m) for a, m in predict]
+    return cases + [("export", a.split(), m) for a, m in exports]
 
 
 def test_at_least_sixty_bad_inputs_each_get_one_line_and_a_nonzero_exit(cases, tmp_path):
@@ -540,3 +624,7 @@ def test_at_least_sixty_bad_inputs_each_get_one_line_and_a_nonzero_exit(cases, t
     assert not problems, "\n".join(problems)
     assert max(rss for *_, rss in outcomes) < 4 * 2**30  # a few GiB at most, all cases together
     assert not (tmp_path / "outputs").exists()  # refused runs leave no run directory behind
+    # issue 25: a refused prediction or export writes nothing, and leaves an existing file be
+    (d,) = {Path(a[7:]).parent for _, args, _ in cases for a in args if a.endswith("/p_out.csv")}
+    assert not [p.name for p in d.iterdir() if p.name.startswith(("p_out", ".p_", "e1"))]
+    assert (d / "p_exists.csv").read_text() == "kept"

@@ -1,5 +1,6 @@
-"""The command-line apps `zoo-train` and `zoo-eval` (also `python train.py`, `python eval.py` in
-a checkout), and what they share: one line and a non-zero exit for a user's mistake."""
+"""The command-line apps `zoo-train`, `zoo-eval`, `zoo-predict` and `zoo-export` (also `python
+train.py`, `python eval.py`, ... in a checkout), and what they share: one line and a non-zero
+exit for a user's mistake."""
 
 from __future__ import annotations
 
@@ -212,3 +213,41 @@ def eval_main() -> None:
     process.use_compilation_cache()
     register_configs()
     run_hydra_app(_hydra_app("eval", _eval_task))
+
+
+def _predict_task(cfg: Any) -> None:
+    from zoo.config.validate import validate
+
+    validate(cfg, "predict")
+    from zoo.app.predict import predict
+
+    predict(cfg)
+
+
+def predict_main() -> None:
+    """`zoo-predict source=... input=... output=...`: a saved model's predictions on a file
+    (`python predict.py` in a checkout)."""
+    from zoo.config.store import register_configs
+
+    process.use_compilation_cache()
+    register_configs()
+    run_hydra_app(_hydra_app("predict", _predict_task))
+
+
+def _export_task(cfg: Any) -> None:
+    from zoo.config.validate import validate
+
+    validate(cfg, "export")
+    from zoo.app.export import export
+
+    export(cfg)
+
+
+def export_main() -> None:
+    """`zoo-export source=... out=... [format=onnx]`: a saved model as a file that runs without
+    the zoo (`python export.py` in a checkout)."""
+    from zoo.config.store import register_configs
+
+    process.use_compilation_cache()
+    register_configs()
+    run_hydra_app(_hydra_app("export", _export_task))

@@ -78,10 +78,7 @@ def evaluate_run(run_dir: str | Path, data_cfg: DictConfig | None = None) -> dic
         (run_dir / name).exists() for name in ("config.yaml", ".hydra")
     )
     if is_run:
-        cfg = run_config(run_dir)
-        data_path = OmegaConf.select(cfg, "data.path")
-        if data_path and not Path(data_path).is_absolute() and (launch := launch_dir(run_dir)):
-            cfg.data.path = str(launch / data_path)  # relative to where training was started
+        cfg = run_config(run_dir, data_from_launch=True)
         model = from_pretrained(run_dir / "model")
         model_cfg = cfg.model
     else:
@@ -131,10 +128,11 @@ def check_model_takes(model: Any, data: Any) -> None:
         )
 
 
-def run_config(run_dir: Path) -> DictConfig:
+def run_config(run_dir: Path, data_from_launch: bool = False) -> DictConfig:
     """The config a train run saved in its directory (`config.yaml`, written by the zoo; older
     runs have only Hydra's `.hydra/config.yaml`), read as a hostile file (`zoo.untrusted`: no
-    YAML aliases, nesting and size bounded) and checked like a new one."""
+    YAML aliases, nesting and size bounded) and checked like a new one. `data_from_launch`: a
+    relative `data.path` made relative to where training was started, to read the run's data."""
     from zoo.training.run import RUN_CONFIG
 
     if not run_dir.is_dir():
@@ -147,6 +145,10 @@ def run_config(run_dir: Path) -> DictConfig:
     ):
         raise ZooError(f"{path}: not a train run's config (a mapping with model, data)")
     validate(cfg, "train")
+    data_path = OmegaConf.select(cfg, "data.path")
+    relative = data_path and not Path(data_path).is_absolute()
+    if data_from_launch and relative and (launch := launch_dir(run_dir)):
+        cfg.data.path = str(launch / data_path)
     return cfg
 
 

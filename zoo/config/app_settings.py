@@ -142,10 +142,58 @@ class EvalSettings:
     out: str | None = setting(None, "mode=export_hf: the directory to write (Hugging Face layout)")
 
 
+PREDICT_TASKS = ("auto", "classification", "regression")
+EXPORT_FORMATS = ("stablehlo", "onnx")
+EXPORT_PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
+
+
+@declare("app", "predict")
+@dataclass(frozen=True)
+class PredictSettings:
+    """python predict.py: a trained model's predictions on a file (zoo/app/predict.py)."""
+
+    source: str | None = setting(None, "a train run directory or a pretrained directory")
+    input: str | None = setting(None, "the rows to predict: a .csv or .npz of the model's inputs")
+    output: str | None = setting(None, "where to write: .csv, .jsonl, .npz (.parquet: pyarrow)")
+    batch_size: int = setting(
+        1024, "rows per compiled call (the last batch padded)", ge=1, le=1 << 20
+    )
+    top_k: int = setting(1, "classification: the k most probable classes per row", ge=1, le=1000)
+    overwrite: bool = setting(False, "replace an existing output file")
+    task: str = setting(
+        "auto",
+        "auto: the run's task (classes for token models, raw values otherwise without a run)",
+        choices=PREDICT_TASKS,
+    )
+    target: str | None = setting(
+        None, "the input's label column (csv) or array (npz), scored; null: the run's, or y"
+    )
+
+
+@declare("app", "export")
+@dataclass(frozen=True)
+class ExportSettings:
+    """python export.py: a trained model as a file that runs without the zoo (zoo/app/export.py)."""
+
+    source: str | None = setting(None, "a train run directory or a pretrained directory")
+    out: str | None = setting(
+        None, "the directory to write (model.stablehlo or model.onnx, export.json)"
+    )
+    format: str = setting(
+        "stablehlo", "jax.export StableHLO, or ONNX (jax2onnx)", choices=EXPORT_FORMATS
+    )
+    platforms: list[str] = setting(
+        ["cpu", "cuda"], "stablehlo: the platforms the artifact runs on", min_items=1, max_items=4
+    )
+    overwrite: bool = setting(False, "replace an existing export directory")
+
+
 # The top level of each app: its own settings, then these sections (each a group or a schema).
 APP_SECTIONS: dict[str, tuple[str, ...]] = {
     "train": ("model", "data", "optim", "trainer", "logger", "init", "parallel"),
     "eval": ("model", "data"),
+    "predict": (),
+    "export": (),
 }
 # sections that are one fixed schema, not a group
 NESTED = {"trainer": TrainerSettings, "init": InitSettings, "parallel": ParallelSettings}

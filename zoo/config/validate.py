@@ -116,9 +116,10 @@ def unknown_key(full_key: str, schema_name: str | None = None) -> str:
     group, name = section.partition(".")[0], ""
     if schema_name and schema_name.startswith(f"{group}_") and schema_name.endswith("_schema"):
         name = schema_name.removeprefix(f"{group}_").removesuffix("_schema")
+    app = (schema_name or "").removeprefix("zoo_").removesuffix("_schema")
     try:
         if not section:
-            valid = _top_keys("train")
+            valid = _top_keys(app if app in APP_SECTIONS else "train")
         elif section in NESTED:
             valid = [s.name for s in settings_of(NESTED[section])]
         elif section == f"model.{LORA}":

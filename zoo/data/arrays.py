@@ -115,9 +115,8 @@ def from_arrays(arrays: dict[str, np.ndarray], cfg: Any, source: str) -> Dataset
             cfg.seed,
         )
     x, x_val = arrays["x"].astype(np.float32), arrays["x_val"].astype(np.float32)
-    if cfg.standardize:  # with the train rows' statistics; constant features stay as they are
-        mean, std = x.mean(axis=0), x.std(axis=0)
-        std[std == 0] = 1.0
+    if cfg.standardize:  # with the train rows' statistics
+        mean, std = standardization(x)
         x, x_val = (x - mean) / std, (x_val - mean) / std
     if task == "classification":
         y, y_val = (arrays[k].astype(np.int32) for k in ("y", "y_val"))
@@ -131,3 +130,12 @@ def from_arrays(arrays: dict[str, np.ndarray], cfg: Any, source: str) -> Dataset
 def is_integer_labels(y: np.ndarray) -> bool:
     """True for integer class labels: an integer 1-D array."""
     return np.issubdtype(y.dtype, np.integer) and y.ndim == 1
+
+
+def standardization(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mean and standard deviation per feature (column) of the train inputs `x` that
+    `data.standardize` scales every input by, `(x - mean) / std`: a constant feature's std is 1,
+    so it stays as it is. zoo-predict and zoo-export apply the same to new rows."""
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    std[std == 0] = 1.0
+    return mean, std
