@@ -13,7 +13,7 @@ import numpy as np
 from conftest import ROOT, run_script
 from safetensors.numpy import load_file
 
-FOUR_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+FOUR_DEVICES = {"XLA_FLAGS": f"{os.environ['XLA_FLAGS']} --xla_force_host_platform_device_count=4"}
 
 
 SHORT = ["trainer.steps=40", "trainer.log_every=10", "trainer.eval_every=20", "model.hidden=16"]

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-EIGHT_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+EIGHT_DEVICES = {"XLA_FLAGS": f"{os.environ['XLA_FLAGS']} --xla_force_host_platform_device_count=8"}
+pytestmark = pytest.mark.xdist_group("sharded_devices")  # one worker runs the module's subprocess
 # A tiny transformer learning to reverse sequences; one chunk length, so one program per layout.
 TINY = [
     "experiment=sequence_transformer",

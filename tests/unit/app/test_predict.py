@@ -114,7 +114,8 @@ def test_every_output_format_holds_the_same_rows_and_a_short_last_batch_changes_
     assert [r["row"] for r in lines] == list(range(359))
     np.testing.assert_array_equal([r["class"] for r in lines], whole["class"])
     np.testing.assert_array_equal([r["top_classes"] for r in lines], whole["top_classes"])
-    np.testing.assert_allclose([r["probability"] for r in lines], whole["probability"], rtol=1e-6)
+    # batches of 7 and of 512 are two compiled programs: equal to float32 rounding, not bitwise
+    np.testing.assert_allclose([r["probability"] for r in lines], whole["probability"], rtol=1e-5)
 
 
 def test_a_short_file_runs_in_a_power_of_two_bucket_and_a_last_batch_in_the_full_one():
