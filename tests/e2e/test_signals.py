@@ -44,6 +44,10 @@ FROZEN_RUN = [
 ]
 
 
+# the module-scoped fixture is built once, on one worker, not once per xdist worker
+pytestmark = pytest.mark.xdist_group("signals")
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> Path:
     """SIGNAL_RUN trained start to end without interruption."""

@@ -9,6 +9,9 @@ import zoo
 from zoo.app import model_table
 from zoo.errors import ZooError
 
+# the module-scoped fixture is built once, on one worker, not once per xdist worker
+pytestmark = pytest.mark.xdist_group("model_table")
+
 
 @pytest.fixture(scope="module")
 def table() -> str:

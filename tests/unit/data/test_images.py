@@ -36,6 +36,10 @@ def write_folder(root, per_class=12, seed=0):
     return root
 
 
+# the module-scoped fixture is built once, on one worker, not once per xdist worker
+pytestmark = pytest.mark.xdist_group("images")
+
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     root = write_folder(tmp_path_factory.mktemp("images"))

@@ -66,6 +66,10 @@ def data_config(path, cache, **values):
     )
 
 
+# the module-scoped fixture is built once, on one worker, not once per xdist worker
+pytestmark = pytest.mark.xdist_group("text")
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("corpus") / "sentences.txt"

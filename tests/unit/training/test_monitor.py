@@ -45,6 +45,10 @@ OVERFITTING = [
 ]
 
 
+# the module-scoped fixture is built once, on one worker, not once per xdist worker
+pytestmark = pytest.mark.xdist_group("monitor")
+
+
 @pytest.fixture(scope="module")
 def plateaued(tmp_path_factory) -> tuple[Path, dict, list[str]]:
     """OVERFITTING trained until patience stops it: (run dir, train()'s result, log lines)."""

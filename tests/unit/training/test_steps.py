@@ -16,6 +16,9 @@ from zoo.training.loop import logged_metrics
 from zoo.training.monitor import Monitor
 from zoo.training.steps import loss_and_metrics
 
+# the module-scoped fixture is built once, on one worker, not once per xdist worker
+pytestmark = pytest.mark.xdist_group("steps")
+
 
 @pytest.fixture(scope="module")
 def accumulating():

@@ -28,6 +28,10 @@ RUN = [
 ]
 
 
+# the module-scoped fixture is built once, on one worker, not once per xdist worker
+pytestmark = pytest.mark.xdist_group("inspection")
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A deep_nested depth-3 run (stacked blocks (2, 8, 8)) with checkpoints at 0, 5 and 10,

@@ -22,6 +22,10 @@ LM = ROOT / "tests" / "fixtures" / "lm"
 FIXTURES = ["gpt2_tiny", "gpt2_sharded", "llama_gqa", "llama_rope3"]
 
 
+# the module-scoped fixture is built once, on one worker, not once per xdist worker
+pytestmark = pytest.mark.xdist_group("published")
+
+
 @pytest.fixture(scope="module")
 def loaded():
     """Each fixture's model (loaded once), its load report and reference arrays."""
