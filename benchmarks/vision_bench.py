@@ -92,18 +92,23 @@ def main() -> None:
             cached_times.append(time.perf_counter() - start)
         decoded, cached = (IMAGES / statistics.median(t) for t in (decode_times, cached_times))
 
-        run = zoo_run(
+        settings = [
             "model=resnet", "data=images", f"data.path={tmp}/images", f"data.image_size={SIZE}",
             f"trainer.batch_size={BATCH}", "trainer.log_every=20", "data.val_fraction=0.1",
-        )  # fmt: skip
-        zoo, plain = side_by_side([zoo_step_fn(run), plain_resnet_step_fn(run)], 20, 3)
+        ]  # fmt: skip
+        run = zoo_run(*settings)  # on the CPU: a dispatch a step (trainer.fuse_steps: null)
+        fused_run = zoo_run(*settings, "trainer.fuse_steps=true")  # 20 steps in one lax.scan
+        zoo, fused, plain = side_by_side(
+            [zoo_step_fn(run), zoo_step_fn(fused_run), plain_resnet_step_fn(run)], 20, 3
+        )
     print("| row | zoo | (a) plain jit | zoo vs (a) |")
     print("|---|---|---|---|")
-    print(
-        f"| resnet (default, {SIZE}x{SIZE}, batch {BATCH}) train step | {fmt_time(zoo)} "
-        f"({BATCH / zoo:.0f} images/s) | {fmt_time(plain)} ({BATCH / plain:.0f} images/s) | "
-        f"{plain / zoo:.2f}x |"
-    )
+    for what, seconds in [("default", zoo), ("trainer.fuse_steps=true", fused)]:
+        print(
+            f"| resnet ({what}, {SIZE}x{SIZE}, batch {BATCH}) train step | {fmt_time(seconds)} "
+            f"({BATCH / seconds:.0f} images/s) | {fmt_time(plain)} "
+            f"({BATCH / plain:.0f} images/s) | {plain / seconds:.2f}x |"
+        )
     print(
         f"\nimage pipeline ({IMAGES} JPEGs 64x64 -> {SIZE}x{SIZE}): decoded {decoded:.0f} "
         f"images/s, from the cache {cached:.0f} images/s ({cached / decoded:.0f}x)"

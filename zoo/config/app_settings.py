@@ -25,6 +25,11 @@ class TrainerSettings:
     batch_size: int = setting(256, "examples per update", ge=1, le=1 << 24)
     eval_every: int = setting(500, "steps between validations", ge=1)
     log_every: int = setting(100, "steps fused into one dispatch between log points", ge=1)
+    fuse_steps: bool | None = setting(
+        None,
+        "run log_every steps in one lax.scan dispatch; null: yes, except a model with "
+        "convolutions on the CPU (XLA runs those slower inside a loop): a dispatch a step",
+    )
     ckpt_every: int | None = setting(
         None, "steps between checkpoints; null: 500, gated by ckpt_every_seconds", ge=1
     )

@@ -132,6 +132,20 @@ def add_adapters(model: nnx.Module, model_cfg: Any, seed: int) -> list[str] | No
     return adapters
 
 
+def fuse_steps(setting: bool | None, model: nnx.Module, mesh: Any) -> bool:
+    """`trainer.fuse_steps`, or by default: fused unless the model has convolutions and runs on
+    the CPU, where XLA runs a convolution's gradient 8 to 20 times slower inside a loop than as
+    one jitted step (docs/vision-models.md, benchmarks/vision_bench.py)."""
+    if setting is not None:
+        return bool(setting)
+    on_cpu = all(device.platform == "cpu" for device in mesh.devices.flat)
+    convolutions = any(isinstance(node, nnx.Conv) for _, node in nnx.iter_graph(model))
+    if on_cpu and convolutions:
+        log.info("a dispatch a step: convolutions on the CPU (trainer.fuse_steps=true fuses them)")
+        return False
+    return True
+
+
 def initial_state(
     params: nnx.State,
     rest: nnx.State,
@@ -269,6 +283,7 @@ def build_run(cfg: DictConfig) -> Run:
         streamed=data.stream is not None,
         augment=data.augment,
         state_shardings=layout,
+        fused=fuse_steps(trainer.get("fuse_steps"), model, mesh),
     )
     return Run(
         name,

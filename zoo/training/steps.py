@@ -73,8 +73,13 @@ def make_steps(
     streamed: bool = False,
     augment: Callable | None = None,
     state_shardings: Any = None,
+    fused: bool = True,
 ):
     """Jitted `train_chunk(state, x, y, length)` and `evaluate(params, rest, x, y)`.
+
+    `fused`: the chunk's steps run in one `lax.scan` dispatch; otherwise one jitted dispatch a
+    step (the same step and outputs), for models XLA runs slower inside a loop (convolutions on
+    its CPU backend: zoo.training.build.fuse_steps).
 
     Both return arrays replicated over `mesh`, except the state, laid out as `state_shardings`
     (a TrainState of NamedShardings; None: replicated); each batch is split over the `data` and
@@ -129,21 +134,41 @@ def make_steps(
     replicated = parallel.replicated(mesh)
     chunk_out = replicated if state_shardings is None else (state_shardings, *[replicated] * 4)
 
+    def health(state: TrainState, losses: jax.Array):
+        """The mean loss, the number of steps before the first non-finite loss (all of them if
+        none), whether the parameters are all finite and the learning rate of the last step (NaN
+        without a schedule)."""
+        finite = jnp.isfinite(losses)
+        finite_steps = jnp.where(finite.all(), losses.shape[0], jnp.argmin(finite))
+        leaves = jax.tree.leaves(state.params)
+        params_finite = jnp.all(jnp.stack([jnp.isfinite(p).all() for p in leaves]))
+        lr = jnp.nan if learning_rate is None else learning_rate(state.step - 1)
+        return losses.mean(), finite_steps, params_finite, jnp.asarray(lr, jnp.float32)
+
     @partial(jax.jit, static_argnames="length", donate_argnums=0, out_shardings=chunk_out)
     def train_chunk(state: TrainState, x, y, length: int):
-        """`length` steps; the mean loss, the number of steps before the first non-finite loss
-        (`length` if none), whether the parameters are all finite and the learning rate of the
-        last step (NaN without a schedule)."""
+        """`length` steps, then the state and `health`'s four values."""
         if streamed:
             state, losses = jax.lax.scan(partial(train_step, None, None), state, x, length=length)
         else:
             state, losses = jax.lax.scan(partial(train_step, x, y), state, length=length)
-        finite = jnp.isfinite(losses)
-        finite_steps = jnp.where(finite.all(), length, jnp.argmin(finite))
-        leaves = jax.tree.leaves(state.params)
-        params_finite = jnp.all(jnp.stack([jnp.isfinite(p).all() for p in leaves]))
-        lr = jnp.nan if learning_rate is None else learning_rate(state.step - 1)
-        return state, losses.mean(), finite_steps, params_finite, jnp.asarray(lr, jnp.float32)
+        return state, *health(state, losses)
+
+    if not fused:
+        step_out = (chunk_out[0] if state_shardings is not None else replicated, replicated)
+        one_step = jax.jit(train_step, donate_argnums=2, out_shardings=step_out)
+        summary = jax.jit(health, out_shardings=replicated)
+
+        def train_chunk(state: TrainState, x, y, length: int):  # noqa: F811 (the unfused one)
+            """As the fused chunk, one dispatch a step."""
+            losses = []
+            for i in range(length):
+                if streamed:  # this step's windows, from the host
+                    state, loss = one_step(None, None, state, x[i])
+                else:
+                    state, loss = one_step(x, y, state, None)
+                losses.append(loss)
+            return state, *summary(state, jnp.stack(losses))
 
     @partial(jax.jit, out_shardings=replicated)
     def evaluate(params, rest, x, y):

@@ -71,3 +71,34 @@ def test_a_monitor_that_is_not_logged_is_refused(accumulating):
     with pytest.raises(ZooError, match="^trainer.monitor=val_accuracy is not a logged metric; lo"):
         Monitor("val_accuracy", "max", None).check_logged(logged_metrics(accumulating[0]))
     assert logged_metrics(accumulating[0]) == {"train_loss", "lr", "val_loss"}
+
+
+def test_a_dispatch_a_step_gives_the_fused_chunks_numbers():
+    """trainer.fuse_steps=false runs each step as its own jitted call: the same updates and the
+    same chunk outputs as one lax.scan over them (to float32 rounding: two programs)."""
+    overrides = ["trainer.batch_size=8", "trainer.accumulate=2", "data.n_train=64"]
+    results = []
+    for fuse in ("true", "false"):
+        run = build_run(compose_config("train", [*overrides, f"trainer.fuse_steps={fuse}"]))
+        x, y, _, _ = run.data.arrays()
+        state, *health = run.train_chunk(run.state, x, y, length=5)
+        results.append((flat(state.params), [np.asarray(h) for h in health], int(state.step)))
+    (fused, fused_health, fused_step), (single, single_health, single_step) = results
+    assert fused_step == single_step == 5
+    for key, value in fused.items():
+        np.testing.assert_allclose(single[key], value, rtol=1e-5, atol=1e-7, err_msg=key)
+    np.testing.assert_allclose(single_health[0], fused_health[0], rtol=1e-5)  # the mean loss
+    assert [h.item() for h in single_health[1:3]] == [h.item() for h in fused_health[1:3]]
+
+
+def test_convolutions_on_the_cpu_run_a_dispatch_a_step_unless_told():
+    from zoo import create_model
+    from zoo.training.build import fuse_steps
+    from zoo.training.parallel import make_mesh
+
+    mesh = make_mesh(1, None)
+    resnet = create_model("resnet", layers=[1], widths=[4], stem_width=4, rngs=nnx.Rngs(0))
+    mlp = create_model("mlp", rngs=nnx.Rngs(0))
+    assert fuse_steps(None, resnet, mesh) is False  # XLA's CPU loop slows convolutions down
+    assert fuse_steps(None, mlp, mesh) is True
+    assert fuse_steps(True, resnet, mesh) is True and fuse_steps(False, mlp, mesh) is False
