@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
 	cd benchmarks && ../$(BIN)/python lm_bench.py
 	$(BIN)/python benchmarks/vision_bench.py
+	$(BIN)/python benchmarks/predict_bench.py --rows 50000
 
 # Style, then the import contracts of pyproject.toml (layers, JAX-free config, no cycles).
 lint: $(STAMP)
