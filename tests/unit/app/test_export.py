@@ -17,6 +17,10 @@ from zoo.app.export import export
 from zoo.data.dataset import make_dataset
 from zoo.errors import ZooError
 
+# make test runs these; make test-fast (the edit loop) leaves them out: each compiles, trains or
+# loads a checkpoint for seconds
+pytestmark = pytest.mark.slow
+
 # tiny members of each family in main; deep_nested with its defaults is the seed's model
 FAMILIES = {
     "mlp": {"in_features": 5, "widths": [16, 8], "out_features": 3},

@@ -10,7 +10,7 @@ from zoo.app import model_table
 from zoo.errors import ZooError
 
 # the module-scoped fixture is built once, on one worker, not once per xdist worker
-pytestmark = pytest.mark.xdist_group("model_table")
+pytestmark = [pytest.mark.xdist_group("model_table"), pytest.mark.slow]  # slow: make test only
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,10 @@ from zoo.data.arrays import split_off_val
 from zoo.data.dataset import make_dataset
 from zoo.errors import ZooError
 
+# make test runs these; make test-fast (the edit loop) leaves them out: each compiles, trains or
+# loads a checkpoint for seconds
+pytestmark = pytest.mark.slow
+
 COLUMNS = [f"px{i}" for i in range(64)]
 
 

@@ -41,7 +41,13 @@ DATA_FOR = {
 }  # the default data=teacher has feature vectors
 
 
-@pytest.mark.parametrize("name", zoo.list_models())
+HEAVY = {"gpt2", "llama", "resnet", "vit"}  # seconds each to build and compare: make test only
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in zoo.list_models()],
+)
 def test_create_model_by_name_alone_is_the_model_train_builds(name):
     cfg = compose_config("train", [f"model={name}", *DATA_FOR.get(name, [])])
     validate(cfg)

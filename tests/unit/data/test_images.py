@@ -37,7 +37,7 @@ def write_folder(root, per_class=12, seed=0):
 
 
 # the module-scoped fixture is built once, on one worker, not once per xdist worker
-pytestmark = pytest.mark.xdist_group("images")
+pytestmark = [pytest.mark.xdist_group("images"), pytest.mark.slow]  # slow: make test only
 
 
 @pytest.fixture(scope="module")

@@ -67,7 +67,7 @@ def data_config(path, cache, **values):
 
 
 # the module-scoped fixture is built once, on one worker, not once per xdist worker
-pytestmark = pytest.mark.xdist_group("text")
+pytestmark = [pytest.mark.xdist_group("text"), pytest.mark.slow]  # slow: make test only
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,10 @@ from zoo.paths import flat_variables
 from zoo.training.build import build_run
 from zoo.training.loop import run_chunks
 
+# make test runs these; make test-fast (the edit loop) leaves them out: each compiles, trains or
+# loads a checkpoint for seconds
+pytestmark = pytest.mark.slow
+
 ATTENTION = ["blocks/attn/key", "blocks/attn/out", "blocks/attn/query", "blocks/attn/value"]
 
 

@@ -14,6 +14,10 @@ import zoo
 from zoo.models.layers import scan_blocks
 from zoo.models.resnet.modeling import Norm
 
+# make test runs these; make test-fast (the edit loop) leaves them out: each compiles, trains or
+# loads a checkpoint for seconds
+pytestmark = pytest.mark.slow
+
 VISION = ROOT / "tests" / "fixtures" / "vision"
 
 

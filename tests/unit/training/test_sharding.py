@@ -18,6 +18,10 @@ from zoo.models.registry import create_model
 from zoo.training import parallel, sharding
 from zoo.training.build import _state_maker
 
+# make test runs these; make test-fast (the edit loop) leaves them out: each compiles, trains or
+# loads a checkpoint for seconds
+pytestmark = pytest.mark.slow
+
 SETTINGS = {"vocab_size": 16, "d_model": 32, "num_heads": 4, "num_layers": 2, "max_len": 8}
 
 

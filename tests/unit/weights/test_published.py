@@ -23,7 +23,7 @@ FIXTURES = ["gpt2_tiny", "gpt2_sharded", "llama_gqa", "llama_rope3"]
 
 
 # the module-scoped fixture is built once, on one worker, not once per xdist worker
-pytestmark = pytest.mark.xdist_group("published")
+pytestmark = [pytest.mark.xdist_group("published"), pytest.mark.slow]  # slow: make test only
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,10 @@ from flax import nnx
 
 import zoo
 
+# make test runs these; make test-fast (the edit loop) leaves them out: each compiles, trains or
+# loads a checkpoint for seconds
+pytestmark = pytest.mark.slow
+
 VISION = ROOT / "tests" / "fixtures" / "vision"
 TOLERANCE = 1e-4
 forward = nnx.jit(lambda model, x: model(x))  # one program per model: cheaper than op by op
