@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,3 +66,23 @@ def staging_directory(beside: Path) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{beside.name}.", dir=beside.parent))
     follow_umask(staging)
     return staging
+
+
+@contextlib.contextmanager
+def replacing_directory(directory: Path) -> Iterator[Path]:
+    """Yield a staging directory beside `directory` to fill; when the block succeeds, it takes
+    `directory`'s place (the old one, if any, is set aside first and removed last). On an error
+    the staging directory is removed and `directory` is left as it was."""
+    staging = staging_directory(directory)
+    old = staging.with_name(staging.name + ".old")
+    try:
+        yield staging
+        if directory.exists():
+            directory.rename(old)
+        staging.rename(directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if old.exists() and not directory.exists():
+            old.rename(directory)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

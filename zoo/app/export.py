@@ -14,7 +14,6 @@ place.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from zoo.app.exported import EXPORT_JSON, ONNX, STABLEHLO
 from zoo.app.predict_source import TOKENS, Served, open_served
 from zoo.config.app_settings import EXPORT_PLATFORMS
 from zoo.errors import ZooError
-from zoo.files import follow_umask, staging_directory
+from zoo.files import follow_umask, replacing_directory
 
 ARTIFACTS = {"stablehlo": STABLEHLO, "onnx": ONNX}
 
@@ -181,18 +180,7 @@ def _json_bytes(meta: dict[str, Any]) -> bytes:
 
 def _write(out: Path, files: dict[str, bytes]) -> None:
     """`files` into a staging directory beside `out`, then renamed onto it whole."""
-    staging = staging_directory(out)
-    old = staging.with_name(staging.name + ".old")
-    try:
+    with replacing_directory(out) as staging:
         for name, data in files.items():
             (staging / name).write_bytes(data)
             follow_umask(staging / name)
-        if out.exists():
-            out.rename(old)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        if old.exists() and not out.exists():
-            old.rename(out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)

@@ -175,13 +175,16 @@ def _state_maker(
     return make
 
 
-def parallel_layout(cfg: DictConfig, name: str, kwargs: dict[str, Any], mesh: Any) -> Any:
-    """The placement of the model's parameters on `mesh` by `parallel.*` (zoo.training.sharding),
-    from shapes alone; ZooError naming the rule and path that cannot work."""
+def parallel_layout(
+    cfg: DictConfig, name: str, kwargs: dict[str, Any], abstract_model: nnx.Module, mesh: Any
+) -> Any:
+    """The placement on `mesh` of the parameters of `abstract_model` (model `name` with `kwargs`,
+    shapes only) by `parallel.*` (zoo.training.sharding); ZooError naming the rule and path that
+    cannot work."""
     settings = cfg.get("parallel") or {}
     family = sharding.family_rules(name, kwargs) if settings.get("family_rules", False) else []
     return sharding.place(
-        nnx.eval_shape(lambda: _construct(name, kwargs, cfg.seed)),
+        abstract_model,
         mesh,
         to_plain(settings.get("rules")) or [],
         family,
@@ -214,8 +217,8 @@ def build_run(cfg: DictConfig) -> Run:
     tx, learning_rate, unclipped = make_optimizer(cfg)
     # from shapes alone, before the model or its state exists: where each tensor goes, and
     # whether each device can hold its share
-    placement = parallel_layout(cfg, name, kwargs, mesh)
     abstract_model = nnx.eval_shape(lambda: _construct(name, kwargs, cfg.seed))
+    placement = parallel_layout(cfg, name, kwargs, abstract_model, mesh)
     ema = trainer.ema is not None
 
     def state_layout(abstract: TrainState) -> TrainState:

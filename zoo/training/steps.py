@@ -83,13 +83,12 @@ def make_steps(
 
     Both return arrays replicated over `mesh`, except the state, laid out as `state_shardings`
     (a TrainState of NamedShardings; None: replicated); each batch is split over the `data` and
-    `fsdp` axes. Each
-    update averages the gradients of `accumulate` batches; with `ema` (a decay), the state's
-    `ema` follows the parameters. `learning_rate` (the optimizer's schedule) gives the chunk's
-    last learning rate, for the log. `streamed`: the batches come from the host, `x` holding
-    each step's token windows `(length, [accumulate,] batch_size, positions + 1)` (inputs and,
-    shifted by one, next-token targets) and `y` None. `augment(batch, step, indices)` (the
-    data's) changes each training batch."""
+    `fsdp` axes. Each update averages the gradients of `accumulate` batches; with `ema` (a
+    decay), the state's `ema` follows the parameters. `learning_rate` (the optimizer's schedule)
+    gives the chunk's last learning rate, for the log. `streamed`: the batches come from the
+    host, `x` holding each step's token windows `(length, [accumulate,] batch_size,
+    positions + 1)` (inputs and, shifted by one, next-token targets) and `y` None.
+    `augment(batch, step, indices)` (the data's) changes each training batch."""
 
     def batch_grads(x, y, step, params, rest, idx):
         xb = x[idx] if augment is None else augment(x[idx], step, idx)
@@ -146,29 +145,32 @@ def make_steps(
         return losses.mean(), finite_steps, params_finite, jnp.asarray(lr, jnp.float32)
 
     @partial(jax.jit, static_argnames="length", donate_argnums=0, out_shardings=chunk_out)
-    def train_chunk(state: TrainState, x, y, length: int):
-        """`length` steps, then the state and `health`'s four values."""
+    def fused_chunk(state: TrainState, x, y, length: int):
+        """`length` steps in one dispatch, then the state and `health`'s four values."""
         if streamed:
             state, losses = jax.lax.scan(partial(train_step, None, None), state, x, length=length)
         else:
             state, losses = jax.lax.scan(partial(train_step, x, y), state, length=length)
         return state, *health(state, losses)
 
-    if not fused:
-        step_out = (chunk_out[0] if state_shardings is not None else replicated, replicated)
-        one_step = jax.jit(train_step, donate_argnums=2, out_shardings=step_out)
-        summary = jax.jit(health, out_shardings=replicated)
+    step_out = (chunk_out[0] if state_shardings is not None else replicated, replicated)
+    one_step = jax.jit(train_step, donate_argnums=2, out_shardings=step_out)
+    summary = jax.jit(
+        lambda state, losses: health(state, jnp.stack(losses)), out_shardings=replicated
+    )
 
-        def train_chunk(state: TrainState, x, y, length: int):  # noqa: F811 (the unfused one)
-            """As the fused chunk, one dispatch a step."""
-            losses = []
-            for i in range(length):
-                if streamed:  # this step's windows, from the host
-                    state, loss = one_step(None, None, state, x[i])
-                else:
-                    state, loss = one_step(x, y, state, None)
-                losses.append(loss)
-            return state, *summary(state, jnp.stack(losses))
+    def stepwise_chunk(state: TrainState, x, y, length: int):
+        """As `fused_chunk`, one dispatch a step (jit compiles nothing until it is called)."""
+        losses = []
+        for i in range(length):
+            if streamed:  # this step's windows, from the host
+                state, loss = one_step(None, None, state, x[i])
+            else:
+                state, loss = one_step(x, y, state, None)
+            losses.append(loss)
+        return state, *summary(state, losses)
+
+    train_chunk = fused_chunk if fused else stepwise_chunk
 
     @partial(jax.jit, out_shardings=replicated)
     def evaluate(params, rest, x, y):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +14,7 @@ from flax import nnx
 from safetensors.numpy import save_file
 
 from zoo.errors import ZooError
-from zoo.files import follow_umask, staging_directory
+from zoo.files import follow_umask, replacing_directory
 from zoo.models.lora import merge_lora
 from zoo.models.registry import create_model, model_settings, model_spec
 from zoo.weights.format import (
@@ -85,48 +84,26 @@ def save_pretrained(
         config = {"format_version": FORMAT_VERSION, "model": name, "kwargs": kwargs}
         metadata = None
     directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = staging_directory(directory)
-    old = staging.with_name(staging.name + ".old")
-    try:
+    with replacing_directory(directory) as staging:
         save_file(tensors, str(staging / WEIGHTS), metadata=metadata)
         follow_umask(staging / WEIGHTS)  # safetensors writes 0600 whatever the umask
         (staging / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-        if directory.exists():
-            directory.rename(old)
-        staging.rename(directory)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        if old.exists() and not directory.exists():
-            old.rename(directory)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
     return directory
 
 
-def _filled(abstract: nnx.Module, source: Any, planned: LoadReport) -> nnx.Module | None:
-    """The abstract model with every variable read from `source` (cast to its dtype), or None
-    when the plan leaves any variable to initialise (or the model holds RNG state)."""
+def _filled(
+    abstract: nnx.Module, source: Any, planned: LoadReport, strict: bool, cast: bool
+) -> tuple[nnx.Module, LoadReport] | None:
+    """The abstract model with every variable loaded from `source` (nothing drawn, nor compiled,
+    first) and the load's report; None when the plan leaves any variable to initialise, or the
+    model keeps RNG state or arrays outside its variables."""
     from zoo.paths import flat_variables
+    from zoo.weights.load import load_weights
 
-    variables = flat_variables(abstract)
-    state = nnx.state(abstract)
-    if set(planned.loaded) != set(variables) or len(nnx.to_flat_state(state)) != len(variables):
+    if nnx.state(abstract, nnx.RngState) or set(planned.loaded) != set(flat_variables(abstract)):
         return None
-    arrays = source.read(sorted(variables))
-    bad = sorted(p for p, a in arrays.items() if not np.isfinite(a.astype(np.float32)).all())
-    if bad:
-        raise ZooError(f"{source}: non-finite values in {', '.join(bad)}; nothing was loaded")
-    pure: dict[str, Any] = {}
-    for path, variable in variables.items():
-        *parents, leaf = path.split("/")
-        node = pure
-        for key in parents:
-            node = node.setdefault(int(key) if key.isdigit() else key, {})
-        node[int(leaf) if leaf.isdigit() else leaf] = jax.numpy.asarray(
-            arrays[path], dtype=variable.dtype
-        )
-    nnx.replace_by_pure_dict(state, pure)
-    return nnx.merge(nnx.graphdef(abstract), state)
+    report = load_weights(abstract, source, strict=strict, cast=cast)
+    return None if _abstract_left(abstract) else (abstract, report)
 
 
 def _with_param_dtype(name: str, kwargs: dict[str, Any], dtype: str) -> dict[str, Any]:
@@ -211,34 +188,25 @@ def from_pretrained(
             overrides = _with_param_dtype(family, overrides, dtype)
         name, kwargs, abstract = published.abstract_published(directory, **overrides)
         source = PublishedSource(directory)
-        # its tensors take the model's param_dtype, as transformers loads them
-        report = plan_load(abstract, source, strict=strict, cast=True)  # before allocating
-        model = _filled(abstract, source, report)  # every variable from the file: nothing drawn
-        if model is None:
-            model = _built(name, kwargs, directory)
-            report = load_weights(model, source, strict=strict, cast=True)
-        model.eval()
-        return (model, report) if output_loading_info else model
-    vision = read_published(directory)  # timm or Hugging Face resnet, vit: converted by its table
-    if dtype is not None:
-        name = vision.name if vision else read_config(directory)[0]
-        overrides = _with_param_dtype(name, overrides, dtype)
-    if vision is not None:
-        name, kwargs = vision.name, vision.kwargs | overrides
-        abstract = abstract_vision(name, kwargs, directory / CONFIG)
-        source = VisionSource(vision, abstract)
+        cast = True  # its tensors take the model's param_dtype, as transformers loads them
     else:
-        name, kwargs, abstract = abstract_model(directory, **overrides)
-        source = PretrainedSource(directory)
-    cast = dtype is not None
-    plan_load(abstract, source, strict=strict, cast=cast)  # a strict mismatch: before allocating
-    model = None
-    if strict and not nnx.state(abstract, nnx.RngState):
-        # The file gives every variable: fill the abstract model, nothing drawn (nor compiled)
-        # first, unless the model keeps arrays outside its variables.
-        report = load_weights(abstract, source, strict=strict, cast=cast)
-        model = abstract if not _abstract_left(abstract) else None
-    if model is None:
+        vision = read_published(directory)  # timm or Hugging Face resnet, vit: by its table
+        if dtype is not None:
+            name = vision.name if vision else read_config(directory)[0]
+            overrides = _with_param_dtype(name, overrides, dtype)
+        if vision is not None:
+            name, kwargs = vision.name, vision.kwargs | overrides
+            abstract = abstract_vision(name, kwargs, directory / CONFIG)
+            source = VisionSource(vision, abstract)
+        else:
+            name, kwargs, abstract = abstract_model(directory, **overrides)
+            source = PretrainedSource(directory)
+        cast = dtype is not None
+    planned = plan_load(abstract, source, strict=strict, cast=cast)  # a mismatch: before allocating
+    filled = _filled(abstract, source, planned, strict, cast)
+    if filled is not None:
+        model, report = filled
+    else:
         model = _built(name, kwargs, directory)
         report = load_weights(model, source, strict=strict, cast=cast)
     model.eval()
