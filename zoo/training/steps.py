@@ -145,7 +145,7 @@ def make_steps(
         return losses.mean(), finite_steps, params_finite, jnp.asarray(lr, jnp.float32)
 
     @partial(jax.jit, static_argnames="length", donate_argnums=0, out_shardings=chunk_out)
-    def fused_chunk(state: TrainState, x, y, length: int):
+    def train_chunk(state: TrainState, x, y, length: int):  # the name profiles show
         """`length` steps in one dispatch, then the state and `health`'s four values."""
         if streamed:
             state, losses = jax.lax.scan(partial(train_step, None, None), state, x, length=length)
@@ -160,7 +160,7 @@ def make_steps(
     )
 
     def stepwise_chunk(state: TrainState, x, y, length: int):
-        """As `fused_chunk`, one dispatch a step (jit compiles nothing until it is called)."""
+        """As `train_chunk`, one dispatch a step (jit compiles nothing until it is called)."""
         losses = []
         for i in range(length):
             if streamed:  # this step's windows, from the host
@@ -170,12 +170,10 @@ def make_steps(
             losses.append(loss)
         return state, *summary(state, losses)
 
-    train_chunk = fused_chunk if fused else stepwise_chunk
-
     @partial(jax.jit, out_shardings=replicated)
     def evaluate(params, rest, x, y):
         model = nnx.merge(eval_graphdef, params, rest)
         loss, metrics = loss_and_metrics(task, model(x), y)
         return {"val_loss": loss} | {f"val_{k}": v for k, v in metrics.items()}
 
-    return train_chunk, evaluate
+    return (train_chunk if fused else stepwise_chunk), evaluate
