@@ -249,6 +249,7 @@ def sigterm_during(monkeypatch, end_step: int) -> None:
 APPS_DRIVER = textwrap.dedent(
     """
     import contextlib, io, json, sys
+    import absl.logging  # its handler closes the stderr it was made with: the real one, not ours
     from zoo.app import cli
 
     results = []
@@ -267,15 +268,21 @@ APPS_DRIVER = textwrap.dedent(
 )
 
 
-def apps_in_one_process(cases: list[tuple[str, list[str]]], work: Path) -> list[tuple]:
+def apps_in_one_process(
+    cases: list[tuple[str, list[str]]],
+    work: Path,
+    python: Path | str = sys.executable,
+    cwd: Path = ROOT,
+) -> list[tuple]:
     """(exit code, stdout, stderr) of each `<app>.py <args>` of `cases` (app: "train" or "eval"),
     run by the apps' own functions (what `zoo-train`/`zoo-eval` run short of ending the process)
-    in ONE child process: a table of refusals pays for one interpreter and one JAX start."""
+    in ONE child process of `python` (another venv's, say): a table of refusals pays for one
+    interpreter and one JAX start."""
     (work / "cases.json").write_text(json.dumps(cases))
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "PYTHONPATH")}
     result = subprocess.run(
-        [sys.executable, "-c", APPS_DRIVER, str(work / "cases.json")],
-        cwd=ROOT,
+        [str(python), "-c", APPS_DRIVER, str(work / "cases.json")],
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,

@@ -25,6 +25,7 @@ import pytest
 import seed_reference
 from conftest import ROOT
 from flax import nnx
+from helpers import apps_in_one_process
 
 import zoo
 
@@ -77,6 +78,8 @@ def run(commands, cwd: Path, venv: Path) -> list[subprocess.CompletedProcess]:
     """Run shell commands one by one as a user of `venv` would; each must succeed."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HYDRA_FULL_ERROR")}
     env |= {"PATH": f"{venv / 'bin'}:{env['PATH']}", "VIRTUAL_ENV": str(venv)}
+    # builds use the venv's linked setuptools and wheel (pip reads this `0` as "no isolation")
+    env["PIP_NO_BUILD_ISOLATION"] = "0"
     results = []
     for command in commands:
         result = subprocess.run(
@@ -87,11 +90,9 @@ def run(commands, cwd: Path, venv: Path) -> list[subprocess.CompletedProcess]:
     return results
 
 
-# Not linked: the zoo itself (the wheel under test brings it), the new venv's own pip and
-# setuptools, and namespace folders the wheel writes into.
-OWN = re.compile(
-    r"(zoo-.*|__editable__.*|pip|pip-.*|setuptools.*|_distutils_hack|.*\.pth|__pycache__)"
-)
+# Not linked: the zoo itself (the wheel under test brings it), the new venv's own pip, and
+# namespace folders the wheel writes into. Its setuptools gives way to this environment's.
+OWN = re.compile(r"(zoo-.*|__editable__.*|pip|pip-.*|_distutils_hack|.*\.pth|__pycache__)")
 
 
 def link_dependencies(venv: Path) -> None:
@@ -100,6 +101,8 @@ def link_dependencies(venv: Path) -> None:
     the same files, in seconds, no network. The wheel's own files are real, in `venv`."""
     (site,) = (venv / "lib").glob("python*/site-packages")
     ours = Path(np.__file__).parents[1]
+    for old in site.glob("setuptools*"):  # Python's bundled one is older than [build-system] asks
+        shutil.rmtree(old)
     for entry in ours.iterdir():
         if OWN.fullmatch(entry.name) or (site / entry.name).exists():
             continue
@@ -240,7 +243,7 @@ def test_a_third_party_package_adds_models_data_and_an_optimizer_and_trains_them
     records = [json.loads(line) for line in (ext / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["step"] == 100 and records[-1]["val_loss"] < records[0]["train_loss"]
 
-    for override, line in [
+    refusals = [
         ("", "error: model.hidden is required: set model.hidden=<an integer>"),
         ("model.hiden=3", "error: unknown key model.hiden; did you mean model.hidden?"),
         ("model.hidden=0.5", "model.hidden=0.5"),
@@ -248,18 +251,13 @@ def test_a_third_party_package_adds_models_data_and_an_optimizer_and_trains_them
         ("model.hidden=4 data=ramp data.slpe=2", "error: unknown key data.slpe; did you mean"),
         ("model.hidden=4 data=ramp data.n_train=0", "error: data.n_train=0 is invalid: must be"),
         ("model.hidden=4 optim=signed_sgd optim.lr=0", "error: optim.lr=0.0 is invalid: must be"),
-    ]:
-        result = subprocess.run(
-            f"zoo-train model=my_mlp {override}",
-            shell=True,
-            cwd=directory,
-            env=os.environ | {"PATH": f"{venv / 'bin'}:{os.environ['PATH']}"},
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert result.returncode == 2, (override, result.stderr)
-        (printed,) = result.stderr.strip().splitlines()
+    ]
+    # what `zoo-train model=my_mlp <override>` runs, in one process of the venv's Python
+    cases = [("train", ["model=my_mlp", *override.split()]) for override, _ in refusals]
+    results = apps_in_one_process(cases, tmp_path, venv / "bin" / "python", directory)
+    for (override, line), (code, _, stderr) in zip(refusals, results, strict=True):
+        assert code == 2, (override, stderr)
+        (printed,) = stderr.strip().splitlines()
         assert printed.startswith("error: ") and line in printed, printed
 
 
