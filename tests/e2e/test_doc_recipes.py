@@ -3,17 +3,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import io
 import json
 import logging
+import os
 import re
 import runpy
 import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, compose_config, run_script
+from conftest import ROOT, compose_config
 from helpers import tensors
 from omegaconf import OmegaConf
 
@@ -175,24 +180,45 @@ def test_recipe_c_inspect_and_diff_print_what_the_readme_shows(recipes, capsys, 
         assert capsys.readouterr().out.rstrip("\n") == shown
 
 
-def test_a_mismatched_head_with_strict_init_stops_before_training_in_one_line(recipes, tmp_path):
-    result = run_script(
-        "train.py",
-        "model=mlp",
-        "data=npz",
-        "data.path=parity.npz",
-        "init.from=runs/digits",
-        f"hydra.run.dir={tmp_path}",
-        cwd=recipes.directory,
+def train_app_in_process(run_dir: Path, *overrides: str) -> tuple[object, str]:
+    """`zoo-train <overrides> hydra.run.dir=<run_dir>` from the current directory, in this
+    process (what zoo-train runs short of ending the process): the exit code and stderr.
+    Hydra's logging is left as it is."""
+    from zoo.app import cli
+    from zoo.training import run_dir as run_dirs
+
+    argv = ["train.py", *overrides, f"hydra.run.dir={run_dir}"]
+    argv += ["hydra/job_logging=none", "hydra/hydra_logging=none"]
+    err = io.StringIO()
+    old_argv, sys.argv = sys.argv, argv
+    full_errors = os.environ.pop("HYDRA_FULL_ERROR", None)  # the one-line behaviour is tested
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = cli.train_app()
+    finally:
+        sys.argv = old_argv
+        if full_errors is not None:
+            os.environ["HYDRA_FULL_ERROR"] = full_errors
+        gc.unfreeze()  # the app freezes the heap for a process about to end
+        run_dirs.release(Path(run_dir), run_dirs.LOCK)  # held still by a run that stopped
+    return code, err.getvalue()
+
+
+def test_a_mismatched_head_with_strict_init_stops_before_training_in_one_line(
+    recipes, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(recipes.directory)
+    code, stderr = train_app_in_process(
+        tmp_path, "model=mlp", "data=npz", "data.path=parity.npz", "init.from=runs/digits"
     )
-    assert result.returncode == 2
-    assert result.stderr.splitlines() == [
+    assert code == 2
+    assert stderr.splitlines() == [
         "error: runs/digits/model/model.safetensors does not fit the model (strict): 2 mismatched: "
         "head/bias (source float32[10], model wants float32[2]), head/kernel (source "
         "float32[64, 10], model wants float32[64, 2]) (init.strict=false loads what fits and "
         "leaves the rest as initialised; init.exclude=[pattern,...] leaves paths out)"
     ]
-    assert result.stderr.strip() in PAGE.read_text()  # as the page shows it
+    assert stderr.strip() in PAGE.read_text()  # as the page shows it
     assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "metrics.jsonl").exists()
 
 
