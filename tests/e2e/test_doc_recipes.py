@@ -3,23 +3,18 @@
 
 from __future__ import annotations
 
-import contextlib
-import gc
-import io
 import json
 import logging
-import os
 import re
 import runpy
 import shlex
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import ROOT, compose_config
-from helpers import tensors
+from helpers import tensors, train_app_in_process
 from omegaconf import OmegaConf
 
 import zoo
@@ -178,30 +173,6 @@ def test_recipe_c_inspect_and_diff_print_what_the_readme_shows(recipes, capsys, 
     for command, shown in zip(diffs, RECIPES["Recipe (c)"]["outputs"], strict=True):
         assert run_command(command) == 1  # both pairs differ: exit 1, as diff(1)
         assert capsys.readouterr().out.rstrip("\n") == shown
-
-
-def train_app_in_process(run_dir: Path, *overrides: str) -> tuple[object, str]:
-    """`zoo-train <overrides> hydra.run.dir=<run_dir>` from the current directory, in this
-    process (what zoo-train runs short of ending the process): the exit code and stderr.
-    Hydra's logging is left as it is."""
-    from zoo.app import cli
-    from zoo.training import run_dir as run_dirs
-
-    argv = ["train.py", *overrides, f"hydra.run.dir={run_dir}"]
-    argv += ["hydra/job_logging=none", "hydra/hydra_logging=none"]
-    err = io.StringIO()
-    old_argv, sys.argv = sys.argv, argv
-    full_errors = os.environ.pop("HYDRA_FULL_ERROR", None)  # the one-line behaviour is tested
-    try:
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            code = cli.train_app()
-    finally:
-        sys.argv = old_argv
-        if full_errors is not None:
-            os.environ["HYDRA_FULL_ERROR"] = full_errors
-        gc.unfreeze()  # the app freezes the heap for a process about to end
-        run_dirs.release(Path(run_dir), run_dirs.LOCK)  # held still by a run that stopped
-    return code, err.getvalue()
 
 
 def test_a_mismatched_head_with_strict_init_stops_before_training_in_one_line(

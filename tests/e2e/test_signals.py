@@ -16,7 +16,6 @@ import pytest
 from flax import nnx
 from helpers import (
     SIGNAL_RUN,
-    apps_in_one_process,
     complete_steps,
     partial_saves,
     records,
@@ -24,6 +23,7 @@ from helpers import (
     start_run,
     stop_when,
     tensors,
+    train_app_in_process,
     train_in_process,
 )
 from safetensors.numpy import load_file
@@ -193,34 +193,26 @@ def test_ctrl_c_saves_at_the_current_step_exits_130_and_resumes_and_a_second_run
         assert proc.poll() is None, log.read_text()
         time.sleep(0.01)
     proc.send_signal(signal.SIGSTOP)  # and keeps holding it while a second run tries
-    try:  # both refusals in one other process (zoo-train's own function, each a fresh app)
-        second, third = apps_in_one_process(
-            [
-                ("train", [f"hydra.run.dir={run_dir}", *SIGNAL_RUN, "seed=5"]),
-                # another run pointed at this run's checkpoints (issue 19): refused before it writes
-                (
-                    "train",
-                    [
-                        f"hydra.run.dir={tmp_path / 'third'}",
-                        *SIGNAL_RUN,
-                        f"trainer.ckpt_dir={run_dir / 'checkpoints'}",
-                        "trainer.resume=true",
-                        "seed=7",
-                    ],
-                ),
-            ],
-            tmp_path,
+    try:  # zoo-train's own function, in this process: another process than the run's
+        second = train_app_in_process(run_dir, *SIGNAL_RUN, "seed=5")
+        # another run pointed at this run's checkpoints (issue 19): refused before it writes
+        third = train_app_in_process(
+            tmp_path / "third",
+            *SIGNAL_RUN,
+            f"trainer.ckpt_dir={run_dir / 'checkpoints'}",
+            "trainer.resume=true",
+            "seed=7",
         )
     finally:
         proc.send_signal(signal.SIGCONT)
-    assert (third[0], third[2]) == (
+    assert third == (
         2,
         f"error: trainer.ckpt_dir={run_dir / 'checkpoints'} lies in the directory of another run "
         f"({run_dir}): its checkpoints are that run's; choose a directory of this run's own, or "
         "continue that run with its own hydra.run.dir\n",
     )
     assert not (tmp_path / "third").exists()
-    assert (second[0], second[2]) == (
+    assert second == (
         2,
         f"error: hydra.run.dir={run_dir} is in use by another run ({lock.read_text().strip()}): "
         "wait for it to end, or choose another hydra.run.dir\n",
