@@ -217,6 +217,30 @@ def sweep_in_process(sweep_dir: Path, *overrides: str) -> tuple[object, str]:
     return code, err.getvalue()
 
 
+def train_app_in_process(run_dir: Path, *overrides: str) -> tuple[object, str]:
+    """`zoo-train <overrides> hydra.run.dir=<run_dir>` from the current directory, in this
+    process (what zoo-train runs short of ending the process, as sweep_in_process): the exit
+    code and stderr. Hydra's own logging is turned off, as there."""
+    from zoo.app import cli
+    from zoo.training import run_dir as run_dirs
+
+    argv = ["train.py", *overrides, f"hydra.run.dir={run_dir}"]
+    argv += ["hydra/job_logging=none", "hydra/hydra_logging=none"]
+    err = io.StringIO()
+    old_argv, sys.argv = sys.argv, argv
+    full_errors = os.environ.pop("HYDRA_FULL_ERROR", None)  # the one-line behaviour is tested
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = cli.train_app()
+    finally:
+        sys.argv = old_argv
+        if full_errors is not None:
+            os.environ["HYDRA_FULL_ERROR"] = full_errors
+        gc.unfreeze()  # the app freezes the heap for a process about to end
+        run_dirs.release(Path(run_dir), run_dirs.LOCK)  # held still by a run that stopped
+    return code, err.getvalue()
+
+
 def summary_rows(sweep_dir: Path) -> list[dict]:
     with open(sweep_dir / "summary.csv") as f:
         return list(csv.DictReader(f))

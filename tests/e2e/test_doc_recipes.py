@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, compose_config, run_script
-from helpers import tensors
+from conftest import ROOT, compose_config
+from helpers import tensors, train_app_in_process
 from omegaconf import OmegaConf
 
 import zoo
@@ -175,24 +175,21 @@ def test_recipe_c_inspect_and_diff_print_what_the_readme_shows(recipes, capsys, 
         assert capsys.readouterr().out.rstrip("\n") == shown
 
 
-def test_a_mismatched_head_with_strict_init_stops_before_training_in_one_line(recipes, tmp_path):
-    result = run_script(
-        "train.py",
-        "model=mlp",
-        "data=npz",
-        "data.path=parity.npz",
-        "init.from=runs/digits",
-        f"hydra.run.dir={tmp_path}",
-        cwd=recipes.directory,
+def test_a_mismatched_head_with_strict_init_stops_before_training_in_one_line(
+    recipes, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(recipes.directory)
+    code, stderr = train_app_in_process(
+        tmp_path, "model=mlp", "data=npz", "data.path=parity.npz", "init.from=runs/digits"
     )
-    assert result.returncode == 2
-    assert result.stderr.splitlines() == [
+    assert code == 2
+    assert stderr.splitlines() == [
         "error: runs/digits/model/model.safetensors does not fit the model (strict): 2 mismatched: "
         "head/bias (source float32[10], model wants float32[2]), head/kernel (source "
         "float32[64, 10], model wants float32[64, 2]) (init.strict=false loads what fits and "
         "leaves the rest as initialised; init.exclude=[pattern,...] leaves paths out)"
     ]
-    assert result.stderr.strip() in PAGE.read_text()  # as the page shows it
+    assert stderr.strip() in PAGE.read_text()  # as the page shows it
     assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "metrics.jsonl").exists()
 
 

@@ -8,10 +8,15 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
-from conftest import ROOT, run_script
+import pytest
+from conftest import ROOT, compose_config
+from helpers import apps_in_one_process
 from safetensors.numpy import load_file
+
+from zoo.training.run import train
 
 FOUR_DEVICES = {"XLA_FLAGS": f"{os.environ['XLA_FLAGS']} --xla_force_host_platform_device_count=4"}
 
@@ -97,22 +102,43 @@ def test_four_devices_match_one_device_and_repeat_bitwise():
     assert replicated
 
 
-def test_batch_not_divisible_by_devices_is_refused_in_one_line(tmp_path):
-    result = run_script(
-        "train.py", "trainer.batch_size=30", f"hydra.run.dir={tmp_path}", env=FOUR_DEVICES
-    )
-    assert result.returncode == 2
-    assert result.stderr.strip() == (
+# Both set-ups that cannot work, run by zoo-train's own function in one child process (with 4
+# devices): one interpreter and JAX start for the two. The distributed one comes first, while
+# JAX has started nothing (jax.distributed.initialize() must come before any computation).
+REFUSED = {
+    "no coordinator": ["trainer.distributed=true"],
+    "indivisible batch": ["trainer.batch_size=30"],
+}
+
+
+@pytest.fixture(scope="module")
+def refused(tmp_path_factory) -> dict[str, tuple[int, str, str, Path]]:
+    """{case: (exit code, stdout, stderr, run directory)} of each REFUSED run."""
+    work = tmp_path_factory.mktemp("refused")
+    run_dirs = {case: work / f"run{i}" for i, case in enumerate(REFUSED)}
+    cases = [("train", [*args, f"hydra.run.dir={run_dirs[c]}"]) for c, args in REFUSED.items()]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XLA_FLAGS", FOUR_DEVICES["XLA_FLAGS"])
+        results = apps_in_one_process(cases, work)
+    return {c: (*r, run_dirs[c]) for c, r in zip(REFUSED, results, strict=True)}
+
+
+@pytest.mark.xdist_group("multi_device_refused")  # the fixture's child runs once, on one worker
+def test_batch_not_divisible_by_devices_is_refused_in_one_line(refused):
+    code, _, stderr, run_dir = refused["indivisible batch"]
+    assert code == 2
+    assert stderr.strip() == (
         "error: trainer.batch_size=30 does not divide evenly over 4 devices; "
         "use a multiple of 4, or set trainer.devices"
     )
-    assert not (tmp_path / "metrics.jsonl").exists()
+    assert not (run_dir / "metrics.jsonl").exists()
 
 
-def test_distributed_without_a_coordinator_says_what_to_set(tmp_path):
-    result = run_script("train.py", "trainer.distributed=true", f"hydra.run.dir={tmp_path}")
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
+@pytest.mark.xdist_group("multi_device_refused")
+def test_distributed_without_a_coordinator_says_what_to_set(refused):
+    code, _, stderr, _ = refused["no coordinator"]
+    assert code == 2
+    lines = stderr.strip().splitlines()
     assert len(lines) == 1
     assert lines[0].startswith("error: trainer.distributed: jax.distributed.initialize() failed")
     assert "trainer.coordinator_address" in lines[0]
@@ -150,8 +176,8 @@ def test_two_processes_on_loopback_match_one_process(tmp_path):
         )
         for i in range(2)
     ]
-    try:
-        single = run_script("train.py", *SHORT, f"hydra.run.dir={tmp_path / 'single'}")
+    try:  # the one-process reference trains here meanwhile (no interpreter and JAX start)
+        train(compose_config("train", SHORT), tmp_path / "single")
         outputs = [p.communicate(timeout=300)[0] for p in procs]
     finally:
         for p in procs:  # one that died leaves the other waiting for it
@@ -159,7 +185,6 @@ def test_two_processes_on_loopback_match_one_process(tmp_path):
                 p.kill()
                 p.wait()
     assert [p.returncode for p in procs] == [0, 0], outputs
-    assert single.returncode == 0, single.stderr
     assert "mesh data=1 fsdp=2 tensor=1 over 2 cpu device(s) in 2 processes" in outputs[0]
     assert "parameters and optimizer state 580 bytes per device (964 bytes in all)" in outputs[0]
 

@@ -35,10 +35,10 @@ FINETUNE = [
     "data.n_train=256",
     "data.n_val=32",
     f"init.from={LLAMA}",
-    "trainer.steps=40",
+    "trainer.steps=20",
     "trainer.log_every=5",
-    "trainer.eval_every=20",
-    "trainer.ckpt_every=20",
+    "trainer.eval_every=10",
+    "trainer.ckpt_every=10",
     "trainer.ckpt_every_seconds=0",
 ]
 
@@ -50,7 +50,7 @@ def test_init_from_a_hugging_face_directory_fine_tunes_and_resumes_bitwise_after
     assert len(report["loaded"]) == 12 and not report["missing"] and not report["unexpected"]
 
     proc = start_run(run_dir, tmp_path / "log", *FINETUNE)
-    stop_when(proc, lambda: 20 <= max(complete_steps(run_dir), default=0) < 40)
+    stop_when(proc, lambda: 10 <= max(complete_steps(run_dir), default=0) < 20)
     assert proc.returncode != 0 and not (run_dir / "model").exists()
     resume = [o for o in FINETUNE if not o.startswith("init.from")] + ["trainer.resume=true"]
     zoo.train(resume, run_dir=run_dir)

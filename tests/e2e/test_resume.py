@@ -14,10 +14,11 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from conftest import compose_config, run_script
+from conftest import compose_config
 from helpers import (
     SHORT_RUN,
     SIGNAL_RUN,
+    apps_in_one_process,
     complete_steps,
     partial_saves,
     records,
@@ -269,15 +270,34 @@ def test_a_damaged_checkpoint_is_a_clear_error_naming_it_and_the_way_back(
         train_in_process(run_dir, *SHORT_RUN, "trainer.resume=true")
 
 
+ABSURD_LR = ["optim=sgd", "optim.lr=1e30", *short_run_with("trainer.ckpt_every=5")]
+
+
+@pytest.fixture(scope="module")
+def stopped_runs(tmp_path_factory, short_run) -> dict[str, tuple[int, str, str, Path]]:
+    """{case: (exit code, stdout, stderr, run directory)} of zoo-train's runs that stop with one
+    line: a resume from a damaged checkpoint and an absurd learning rate, run by the app's own
+    function in one child process (one interpreter and JAX start for both)."""
+    work = tmp_path_factory.mktemp("stopped")
+    damaged = Path(shutil.copytree(short_run, work / "damaged"))
+    truncate_arrays(damaged / "checkpoints" / "40")
+    runs = {
+        "damaged": (damaged, [*SHORT_RUN, "trainer.resume=true"]),
+        "absurd lr": (work / "absurd", ABSURD_LR),
+    }
+    cases = [("train", [f"hydra.run.dir={d}", *args]) for d, args in runs.values()]
+    results = apps_in_one_process(cases, work)
+    return {case: (*r, runs[case][0]) for case, r in zip(runs, results, strict=True)}
+
+
+@pytest.mark.xdist_group("resume_stopped_runs")  # the fixture's child runs once, on one worker
 def test_after_deleting_a_damaged_checkpoint_the_run_resumes_from_the_one_before(
-    tmp_path, short_run
+    stopped_runs, short_run
 ):
-    run_dir = copy_run(short_run, tmp_path)
-    truncate_arrays(run_dir / "checkpoints" / "40")
-    result = run_script("train.py", f"hydra.run.dir={run_dir}", *SHORT_RUN, "trainer.resume=true")
-    assert result.returncode == 2
-    assert result.stderr.startswith(f"error: checkpoint {run_dir / 'checkpoints' / '40'} is ")
-    assert len(result.stderr.strip().splitlines()) == 1  # no traceback, no orbax noise
+    code, _, stderr, run_dir = stopped_runs["damaged"]
+    assert code == 2
+    assert stderr.startswith(f"error: checkpoint {run_dir / 'checkpoints' / '40'} is ")
+    assert len(stderr.strip().splitlines()) == 1  # no traceback, no orbax noise
 
     shutil.rmtree(run_dir / "checkpoints" / "40")  # what the message says to do
     train_in_process(run_dir, *SHORT_RUN, "trainer.resume=true")
@@ -364,19 +384,19 @@ def test_a_failed_model_write_leaves_the_previous_model_whole(tmp_path, short_ru
     np.testing.assert_array_equal(np.asarray(reloaded(x)), np.asarray(model(x)))
 
 
-def test_an_absurd_learning_rate_stops_with_one_line_and_a_finite_latest_checkpoint(tmp_path):
-    overrides = ["optim=sgd", "optim.lr=1e30", *short_run_with("trainer.ckpt_every=5")]
-    result = run_script("train.py", f"hydra.run.dir={tmp_path}", *overrides)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
+@pytest.mark.xdist_group("resume_stopped_runs")
+def test_an_absurd_learning_rate_stops_with_one_line_and_a_finite_latest_checkpoint(stopped_runs):
+    code, _, stderr, run_dir = stopped_runs["absurd lr"]
+    assert code == 2
+    assert stderr.strip().splitlines() == [
         "error: train_loss became non-finite at step 2: likely causes are a learning rate too "
         "high (optim.lr) or non-finite or badly scaled data; the latest checkpoint is the last "
         "good one"
     ]
     # no checkpoint before the first multiple of ckpt_every: a run starts again from its config
-    assert complete_steps(tmp_path) == [] and partial_saves(tmp_path) == []
-    assert not (tmp_path / "model").exists()
-    assert records(tmp_path) == []  # no non-finite record, no partial line
+    assert complete_steps(run_dir) == [] and partial_saves(run_dir) == []
+    assert not (run_dir / "model").exists()
+    assert records(run_dir) == []  # no non-finite record, no partial line
 
 
 def test_divergence_after_a_checkpoint_keeps_that_checkpoint_the_latest(tmp_path, short_run):
@@ -449,10 +469,15 @@ def test_a_transformer_with_dropout_resumes_bitwise_like_an_uninterrupted_run(tm
         "trainer.batch_size=32", "trainer.log_every=5", "trainer.eval_every=10",
         "trainer.ckpt_every=10",
     ]  # fmt: skip
-    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    whole = tmp_path / "whole"
     train(compose_config("train", [*run, "trainer.steps=20"]), whole)
-    train(compose_config("train", [*run, "trainer.steps=10"]), parts)
+    assert complete_steps(whole) == [10, 20]
+    # the run as it stood at step 10 (its checkpoint there, nothing written after it), resumed
+    parts = copy_run(whole, tmp_path)
+    for later in ("model", "best", "checkpoints/20"):
+        shutil.rmtree(parts / later)
     train(compose_config("train", [*run, "trainer.steps=20", "trainer.resume=true"]), parts)
+    assert complete_steps(parts) == [10, 20]
     assert (parts / "metrics.jsonl").read_text() == (whole / "metrics.jsonl").read_text()
     assert (parts / "model" / "model.safetensors").read_bytes() == (
         whole / "model" / "model.safetensors"

@@ -13,7 +13,6 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from conftest import run_script
 from flax import nnx
 from helpers import (
     SIGNAL_RUN,
@@ -24,6 +23,7 @@ from helpers import (
     start_run,
     stop_when,
     tensors,
+    train_app_in_process,
     train_in_process,
 )
 from safetensors.numpy import load_file
@@ -118,9 +118,8 @@ def test_sigkill_at_any_moment_then_resume_gives_the_uninterrupted_run(tmp_path,
     )
     assert partial_saves(run_dir)
 
-    # 4. to the end
-    result = run_script("train.py", f"hydra.run.dir={run_dir}", *SIGNAL_RUN, "trainer.resume=true")
-    assert result.returncode == 0, result.stderr
+    # 4. to the end (in this process: what a resume finds on disk is what the kills left)
+    train_in_process(run_dir, *SIGNAL_RUN, "trainer.resume=true")
     assert partial_saves(run_dir) == []
     assert records(run_dir) == records(uninterrupted)
     resumed = load_file(str(run_dir / "model" / "model.safetensors"))
@@ -172,9 +171,8 @@ def test_sigkill_twice_with_every_recipe_then_resume_gives_the_uninterrupted_run
     )
     assert partial_saves(run_dir) and max(complete_steps(run_dir)) < 120
 
-    # 3. to the end
-    result = run_script("train.py", f"hydra.run.dir={run_dir}", *RECIPE_RUN, "trainer.resume=true")
-    assert result.returncode == 0, result.stderr
+    # 3. to the end (in this process: what a resume finds on disk is what the kills left)
+    train_in_process(run_dir, *RECIPE_RUN, "trainer.resume=true")
     assert records(run_dir) == records(uninterrupted)
     assert last_meta(run_dir)["monitor"] == last_meta(uninterrupted)["monitor"]
     assert last_meta(run_dir)["monitor"]["best_step"] == 10
@@ -195,12 +193,11 @@ def test_ctrl_c_saves_at_the_current_step_exits_130_and_resumes_and_a_second_run
         assert proc.poll() is None, log.read_text()
         time.sleep(0.01)
     proc.send_signal(signal.SIGSTOP)  # and keeps holding it while a second run tries
-    try:
-        second = run_script("train.py", f"hydra.run.dir={run_dir}", *SIGNAL_RUN, "seed=5")
+    try:  # zoo-train's own function, in this process: another process than the run's
+        second = train_app_in_process(run_dir, *SIGNAL_RUN, "seed=5")
         # another run pointed at this run's checkpoints (issue 19): refused before it writes
-        third = run_script(
-            "train.py",
-            f"hydra.run.dir={tmp_path / 'third'}",
+        third = train_app_in_process(
+            tmp_path / "third",
             *SIGNAL_RUN,
             f"trainer.ckpt_dir={run_dir / 'checkpoints'}",
             "trainer.resume=true",
@@ -208,14 +205,14 @@ def test_ctrl_c_saves_at_the_current_step_exits_130_and_resumes_and_a_second_run
         )
     finally:
         proc.send_signal(signal.SIGCONT)
-    assert (third.returncode, third.stderr) == (
+    assert third == (
         2,
         f"error: trainer.ckpt_dir={run_dir / 'checkpoints'} lies in the directory of another run "
         f"({run_dir}): its checkpoints are that run's; choose a directory of this run's own, or "
         "continue that run with its own hydra.run.dir\n",
     )
     assert not (tmp_path / "third").exists()
-    assert (second.returncode, second.stderr) == (
+    assert second == (
         2,
         f"error: hydra.run.dir={run_dir} is in use by another run ({lock.read_text().strip()}): "
         "wait for it to end, or choose another hydra.run.dir\n",
@@ -236,8 +233,7 @@ def test_ctrl_c_saves_at_the_current_step_exits_130_and_resumes_and_a_second_run
     assert max(complete_steps(run_dir)) == last and partial_saves(run_dir) == []
     assert not (run_dir / "model").exists()
 
-    result = run_script("train.py", f"hydra.run.dir={run_dir}", *SIGNAL_RUN, "trainer.resume=true")
-    assert result.returncode == 0, result.stderr
+    train_in_process(run_dir, *SIGNAL_RUN, "trainer.resume=true")
     assert records(run_dir) == records(uninterrupted)  # nothing of the refused run in them
 
 

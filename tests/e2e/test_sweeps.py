@@ -56,19 +56,16 @@ def test_submitit_local_sweep_leaves_a_dir_per_job_and_a_summary(tmp_path):
 
 def test_a_sweep_goes_on_past_a_diverged_job_and_its_exit_status_says_so(tmp_path):
     sweep = tmp_path / "sweep"
-    result = run_script(
-        "train.py",
-        "-m",
+    code, stderr = sweep_in_process(
+        sweep,
         "optim=sgd",
         "optim.lr=0.01,1e30,0.05",
         "trainer.steps=4",
         "trainer.log_every=2",
         "trainer.checkpoints=false",
-        f"hydra.sweep.dir={sweep}",
     )
-    assert result.returncode == 2, result.stderr[-3000:]
-    with open(sweep / "summary.csv") as f:
-        rows = list(csv.DictReader(f))
+    assert code == 2, stderr[-3000:]
+    rows = summary_rows(sweep)
     assert [(r["optim.lr"], r["status"]) for r in rows] == [
         ("0.01", "ok"),
         ("1e+30", "diverged"),
@@ -78,7 +75,7 @@ def test_a_sweep_goes_on_past_a_diverged_job_and_its_exit_status_says_so(tmp_pat
     assert rows[1]["val_loss"] == "" and rows[2]["val_loss"] != ""  # nothing logged, then on
     assert float(rows[2]["val_loss"]) == last_metrics(sweep / "2")["val_loss"]
     assert (sweep / "2" / "model" / "model.safetensors").is_file()  # the job after it finished
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
     assert errors[0] == f"error: {rows[1]['error']}"  # the job's own line, as it happened
     assert errors[-1] == "error: 1 of 3 jobs failed: 1 (diverged)"
     assert (sweep / "sweep.png").is_file()
