@@ -39,20 +39,26 @@ UNKNOWN_KEYS = [
     ("+trainer.bogus=1", "error: unknown key trainer.bogus"),
     ("+optim.bogus=1", "error: unknown key optim.bogus"),
     ("+foo=1", "error: unknown key foo"),
-    ("optim.name=sgd", "error: optim.name=sgd does not choose the optim"),
-    ("data.name=npz", "error: data.name=npz does not choose the data"),
+    (
+        "optim.name=sgd",
+        "error: optim.name=sgd does not choose the optim; it is set by the option: use optim=sgd",
+    ),
+    (
+        "data.name=npz",
+        "error: data.name=npz does not choose the data; it is set by the option: use data=npz",
+    ),
     ("trainer.stepz=3", "error: unknown key trainer.stepz; did you mean trainer.steps?"),
 ]
 
 
 BAD_VALUES = [
-    ("model.depth=0", "model.depth"),
+    ("model.depth=0", "model.depth=0 is invalid"),
     ("model.depth=abc", "model.depth"),
     ("model.depht=3", "model.depht"),
-    ("model.activation=swish2", "model.activation"),
-    ("optim.lr=-1", "optim.lr"),
+    ("model.activation=swish2", "model.activation='swish2' is invalid"),
+    ("optim.lr=-1", "optim.lr=-1.0 is invalid"),
     ("optim=adagrad", "optim/adagrad"),
-    ("trainer.batch_size=0", "trainer.batch_size"),
+    ("trainer.batch_size=0", "trainer.batch_size=0 is invalid"),
 ]
 
 
