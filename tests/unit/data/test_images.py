@@ -54,11 +54,12 @@ def private_cache(tmp_path_factory, monkeypatch):
 
 
 def run_args(folder, *more):
+    # trainer.plots=false: no test here reads loss.png, and drawing one costs a run ~0.5 s
     return [
         "model=resnet", "data=images", f"data.path={folder}", f"data.image_size={SIZE}",
         "model.layers=[1]", "model.widths=[8]", "model.stem_width=8",
         "trainer.batch_size=32", "trainer.log_every=10", "trainer.eval_every=30",
-        "optim.lr=1e-2", *more,
+        "optim.lr=1e-2", "trainer.plots=false", *more,
     ]  # fmt: skip
 
 
