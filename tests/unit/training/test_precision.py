@@ -110,7 +110,9 @@ def test_losses_are_computed_in_float32_from_low_precision_outputs():
 
 def test_a_bfloat16_run_saves_float32_parameters_and_checkpoints(tmp_path, caplog):
     caplog.set_level("INFO")
-    overrides = ["model.dtype=bfloat16", "trainer.steps=20", "trainer.log_every=10"]
+    # the bfloat16 deep_nested run of the test above, whose compiled programs it loads
+    every = [f"trainer.{k}=300" for k in ("steps", "log_every", "eval_every")]
+    overrides = ["model=deep_nested", "model.dtype=bfloat16", *every]
     cfg = compose_config("train", overrides)
     train(cfg, tmp_path)
     saved = load_file(str(tmp_path / "model" / "model.safetensors"))
