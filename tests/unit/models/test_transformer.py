@@ -143,7 +143,7 @@ def test_attention_matches_flax_multi_head_attention_with_copied_weights(causal)
     np.testing.assert_allclose(attn(x), mha(x, mask=mask), atol=ATOL)
 
 
-@pytest.mark.slow  # two compiled references: make test runs it, make test-fast leaves it out
+@pytest.mark.slow  # the model op by op at two new lengths: make test runs it, test-fast does not
 @pytest.mark.parametrize("causal", [False, True])
 def test_one_block_transformer_matches_a_plain_numpy_reference(causal):
     model = small(num_layers=1, seed=6, mlp_ratio=2, max_len=8, causal=causal)
