@@ -24,6 +24,12 @@ pytestmark = pytest.mark.slow
 ATTENTION = ["blocks/attn/key", "blocks/attn/out", "blocks/attn/query", "blocks/attn/value"]
 
 
+@nnx.jit
+def forward(model, tokens):
+    """The model's output in one jitted program (per model structure), not op by op."""
+    return model(tokens)
+
+
 def small_lm(**kwargs):
     settings = dict(vocab_size=32, d_model=16, num_heads=2, num_layers=2, max_len=8, causal=True)
     return create_model("transformer", rngs=nnx.Rngs(0), **(settings | kwargs))
@@ -32,20 +38,22 @@ def small_lm(**kwargs):
 def test_fresh_adapters_change_nothing_and_merge_into_plain_weights():
     model = small_lm()
     tokens = jax.random.randint(jax.random.key(1), (3, 8), 0, 32)
-    before = model(tokens)
+    before = forward(model, tokens)
     layers = add_lora(model, rank=4, alpha=8.0, rngs=nnx.Rngs(2))  # default: attention
     assert sorted(layers) == ATTENTION
     variables = flat_variables(model)
     assert variables["blocks/attn/query/lora_a"].shape == (2, 16, 4)  # one per stacked block
     assert variables["blocks/attn/query/lora_b"].shape == (2, 4, 16)
-    np.testing.assert_array_equal(model(tokens), before)  # B = 0: bit for bit the base model
+    np.testing.assert_array_equal(
+        forward(model, tokens), before
+    )  # B = 0: bit for bit the base model
     for layer in lora_layers(model).values():  # as after training: a real low-rank term
         layer.lora_b[...] = jax.random.normal(jax.random.key(3), layer.lora_b.shape) * 0.1
-    adapted = model(tokens)
+    adapted = forward(model, tokens)
     assert float(jnp.abs(adapted - before).max()) > 1e-2
     merged = merge_lora(model)
     assert not any("lora" in path for path in flat_variables(merged))
-    np.testing.assert_allclose(merged(tokens), adapted, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(forward(merged, tokens), adapted, atol=1e-5, rtol=0)
     assert lora_layers(model) and not lora_layers(merged)  # the model keeps its adapters
 
 
@@ -96,9 +104,11 @@ def test_lora_fine_tuning_of_a_published_gpt2_keeps_its_tensors_and_merges_back(
     assert moments == 2 * sum(after[p].size for p in after if p not in base)  # adam: adapters'
     nnx.update(run.model, state.params)
     tokens = jnp.asarray(run.data.x_val[:2])
-    adapted = run.model(tokens)
+    adapted = forward(run.model, tokens)
     merged = merge_lora(run.model)
-    np.testing.assert_allclose(merged(tokens), adapted, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(forward(merged, tokens), adapted, atol=1e-5, rtol=0)
     written = save_pretrained(run.model, tmp_path / "hf", format="hf")  # merged on the way
     assert {p.name for p in written.iterdir()} >= {"config.json", "model.safetensors"}
-    np.testing.assert_allclose(from_pretrained(written)(tokens), adapted, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(
+        forward(from_pretrained(written), tokens), adapted, atol=1e-5, rtol=0
+    )

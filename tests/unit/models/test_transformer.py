@@ -27,13 +27,30 @@ def params_dict(module: nnx.Module) -> dict:
     return nnx.to_pure_dict(nnx.state(module, nnx.Param))
 
 
+# The references are numpy in float64: independent of JAX, and nothing to compile.
+
+
+def as_numpy(tree):
+    return jax.tree.map(lambda a: np.asarray(a, np.float64), tree)
+
+
 def ref_layer_norm(x, scale, bias, eps=1e-6):
     mean = x.mean(-1, keepdims=True)
     var = ((x - mean) ** 2).mean(-1, keepdims=True)
-    return (x - mean) / jnp.sqrt(var + eps) * scale + bias
+    return (x - mean) / np.sqrt(var + eps) * scale + bias
+
+
+def ref_softmax(z):
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def ref_gelu(z):  # jax.nn.gelu's default, the tanh approximation
+    return 0.5 * z * (1 + np.tanh(np.sqrt(2 / np.pi) * (z + 0.044715 * z**3)))
 
 
 def ref_attention(p, x, num_heads, causal):
+    p, x = as_numpy(p), np.asarray(x, np.float64)
     batch, length, d = x.shape
     dh = d // num_heads
 
@@ -44,21 +61,22 @@ def ref_attention(p, x, num_heads, causal):
     q, k, v = heads("query"), heads("key"), heads("value")
     scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(dh)
     if causal:
-        scores = jnp.where(np.tril(np.ones((length, length), bool)), scores, -jnp.inf)
-    o = jax.nn.softmax(scores, axis=-1) @ v
+        scores = np.where(np.tril(np.ones((length, length), bool)), scores, -np.inf)
+    o = ref_softmax(scores) @ v
     o = o.transpose(0, 2, 1, 3).reshape(batch, length, d)
     return o @ p["out"]["kernel"] + p["out"]["bias"]
 
 
 def ref_transformer(p, toks, num_heads, causal):
     """One block: embed + positions, pre-norm attention and gelu MLP with residuals, norm, head."""
+    p, toks = as_numpy(p), np.asarray(toks)
     b = jax.tree.map(lambda a: a[0], p["blocks"])
     h = p["embed"]["embedding"][toks] + p["positions"]["embedding"][: toks.shape[-1]]
     a = ref_layer_norm(h, b["attn_norm"]["scale"], b["attn_norm"]["bias"])
     h = h + ref_attention(b["attn"], a, num_heads, causal)
     m = ref_layer_norm(h, b["mlp_norm"]["scale"], b["mlp_norm"]["bias"])
     up, down = b["mlp"]["layers"][0], b["mlp"]["head"]
-    h = h + jax.nn.gelu(m @ up["kernel"] + up["bias"]) @ down["kernel"] + down["bias"]
+    h = h + ref_gelu(m @ up["kernel"] + up["bias"]) @ down["kernel"] + down["bias"]
     h = ref_layer_norm(h, p["norm"]["scale"], p["norm"]["bias"])
     return h @ p["head"]["kernel"] + p["head"]["bias"]
 
@@ -125,9 +143,9 @@ def test_attention_matches_flax_multi_head_attention_with_copied_weights(causal)
     np.testing.assert_allclose(attn(x), mha(x, mask=mask), atol=ATOL)
 
 
-@pytest.mark.slow  # two compiled references: make test runs it, make test-fast leaves it out
+@pytest.mark.slow  # the model op by op at two new lengths: make test runs it, test-fast does not
 @pytest.mark.parametrize("causal", [False, True])
-def test_one_block_transformer_matches_a_plain_jax_reference(causal):
+def test_one_block_transformer_matches_a_plain_numpy_reference(causal):
     model = small(num_layers=1, seed=6, mlp_ratio=2, max_len=8, causal=causal)
     toks = tokens((2, 8))
     out = model(toks)
@@ -209,8 +227,9 @@ def test_training_step_carries_the_dropout_state_and_eval_graphdef_is_determinis
     eval_graphdef = nnx.graphdef(noisy)
     tx = optax.adam(1e-3)
     mesh = parallel.make_mesh(1)
-    train_chunk, evaluate = make_steps(graphdef, eval_graphdef, tx, "classification", 8, mesh)
-    x, y = tokens((32, 6)), tokens((32, 6), seed=1)
+    # the (2, 6) tokens of the other tests: clean's forward below is one they compiled already
+    train_chunk, evaluate = make_steps(graphdef, eval_graphdef, tx, "classification", 2, mesh)
+    x, y = tokens((2, 6)), tokens((2, 6), seed=1)
     state = TrainState(params, rest, tx.init(params), jnp.asarray(0), jax.random.key(0))
     state = train_chunk(state, x, y, length=3)[0]
     count = nnx.to_flat_state(state.rest)  # only the dropout streams are non-Param state
@@ -221,8 +240,11 @@ def test_training_step_carries_the_dropout_state_and_eval_graphdef_is_determinis
     again = evaluate(state.params, state.rest, x, y)
     assert float(first["val_loss"]) == float(again["val_loss"])
     nnx.update(clean, state.params)
-    clean_loss = optax.softmax_cross_entropy_with_integer_labels(clean(x), y).mean()
-    np.testing.assert_allclose(float(first["val_loss"]), float(clean_loss), rtol=1e-5)
+    z = np.asarray(clean(x), np.float64)  # its cross-entropy in numpy: nothing to compile
+    log_probs = z - z.max(-1, keepdims=True)
+    log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
+    clean_loss = -np.take_along_axis(log_probs, np.asarray(y)[..., None], -1).mean()
+    np.testing.assert_allclose(float(first["val_loss"]), clean_loss, rtol=1e-5)
 
 
 def load_baseline():
@@ -250,7 +272,9 @@ def test_built_in_one_program_or_op_by_op_the_weights_are_equal():
     # nnx.Embed's default initialiser would differ in the last bit inside one program
     # (zoo.models.layers.embed_init keeps the draw apart); dropout's RNG state must match as well.
     settings = {"vocab_size": 11, "d_model": 24, "num_heads": 3, "max_len": 10, "dropout": 0.1}
-    for seed in range(4):
+    # every seed shows both faults (each differs in the embeddings' last bits); two seeds show
+    # the seed is passed through, not only that seed 0's numbers are right
+    for seed in (0, 1):
         eager = nnx.state(zoo.create_model("transformer", rngs=nnx.Rngs(seed), **settings))
         built = nnx.state(build_model("transformer", settings, seed))
         pairs = zip(nnx.to_flat_state(eager), nnx.to_flat_state(built), strict=True)
