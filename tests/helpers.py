@@ -192,53 +192,40 @@ def read_scalars(event_file):
 # --- sweeps
 
 
-def sweep_in_process(sweep_dir: Path, *overrides: str) -> tuple[object, str]:
-    """`zoo-train -m <overrides> hydra.sweep.dir=<sweep_dir>` in this process (what zoo-train
-    runs short of ending the process, so a test can patch it): the exit code and stderr.
-    Hydra's logging is left as it is."""
+def _train_app_in_process(argv: list[str], directory: Path) -> tuple[object, str]:
+    """zoo-train's function with `argv` in this process, Hydra's own logging off: the exit code
+    and stderr; `directory`'s lock, held still by a run or sweep that stopped, is released."""
+    from zoo.app import cli
     from zoo.training import run_dir
 
-    argv = ["train.py", "-m", *overrides, f"hydra.sweep.dir={sweep_dir}"]
     argv += ["hydra/job_logging=none", "hydra/hydra_logging=none"]
     err = io.StringIO()
     old_argv, sys.argv = sys.argv, argv
     full_errors = os.environ.pop("HYDRA_FULL_ERROR", None)  # the one-line behaviour is tested
     try:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            from zoo.app import cli
-
             code = cli.train_app()
     finally:
         sys.argv = old_argv
         if full_errors is not None:
             os.environ["HYDRA_FULL_ERROR"] = full_errors
         gc.unfreeze()  # the app freezes the heap for a process about to end
-        run_dir.release(Path(sweep_dir), run_dir.LOCK)  # held still by a sweep that stopped
+        run_dir.release(Path(directory), run_dir.LOCK)
     return code, err.getvalue()
+
+
+def sweep_in_process(sweep_dir: Path, *overrides: str) -> tuple[object, str]:
+    """`zoo-train -m <overrides> hydra.sweep.dir=<sweep_dir>` in this process (what zoo-train
+    runs short of ending the process, so a test can patch it): the exit code and stderr."""
+    return _train_app_in_process(
+        ["train.py", "-m", *overrides, f"hydra.sweep.dir={sweep_dir}"], sweep_dir
+    )
 
 
 def train_app_in_process(run_dir: Path, *overrides: str) -> tuple[object, str]:
     """`zoo-train <overrides> hydra.run.dir=<run_dir>` from the current directory, in this
-    process (what zoo-train runs short of ending the process, as sweep_in_process): the exit
-    code and stderr. Hydra's own logging is turned off, as there."""
-    from zoo.app import cli
-    from zoo.training import run_dir as run_dirs
-
-    argv = ["train.py", *overrides, f"hydra.run.dir={run_dir}"]
-    argv += ["hydra/job_logging=none", "hydra/hydra_logging=none"]
-    err = io.StringIO()
-    old_argv, sys.argv = sys.argv, argv
-    full_errors = os.environ.pop("HYDRA_FULL_ERROR", None)  # the one-line behaviour is tested
-    try:
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            code = cli.train_app()
-    finally:
-        sys.argv = old_argv
-        if full_errors is not None:
-            os.environ["HYDRA_FULL_ERROR"] = full_errors
-        gc.unfreeze()  # the app freezes the heap for a process about to end
-        run_dirs.release(Path(run_dir), run_dirs.LOCK)  # held still by a run that stopped
-    return code, err.getvalue()
+    process, as sweep_in_process: the exit code and stderr."""
+    return _train_app_in_process(["train.py", *overrides, f"hydra.run.dir={run_dir}"], run_dir)
 
 
 def summary_rows(sweep_dir: Path) -> list[dict]:
