@@ -44,9 +44,8 @@ def test_fresh_adapters_change_nothing_and_merge_into_plain_weights():
     variables = flat_variables(model)
     assert variables["blocks/attn/query/lora_a"].shape == (2, 16, 4)  # one per stacked block
     assert variables["blocks/attn/query/lora_b"].shape == (2, 4, 16)
-    np.testing.assert_array_equal(
-        forward(model, tokens), before
-    )  # B = 0: bit for bit the base model
+    # B = 0: bit for bit the base model
+    np.testing.assert_array_equal(forward(model, tokens), before)
     for layer in lora_layers(model).values():  # as after training: a real low-rank term
         layer.lora_b[...] = jax.random.normal(jax.random.key(3), layer.lora_b.shape) * 0.1
     adapted = forward(model, tokens)
