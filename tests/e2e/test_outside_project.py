@@ -90,9 +90,11 @@ def run(commands, cwd: Path, venv: Path) -> list[subprocess.CompletedProcess]:
     return results
 
 
-# Not linked: the zoo itself (the wheel under test brings it), the new venv's own pip, and
-# namespace folders the wheel writes into. Its setuptools gives way to this environment's.
-OWN = re.compile(r"(zoo-.*|__editable__.*|pip|pip-.*|_distutils_hack|.*\.pth|__pycache__)")
+# Not linked: the zoo itself (the wheel under test brings it) and namespace folders the wheel
+# writes into. pip is linked too (the venv is made without one: ensurepip costs 6 s of CPU) and
+# gets its `pip` command below, setuptools and wheel come from here as well.
+OWN = re.compile(r"(zoo-.*|__editable__.*|.*\.pth|__pycache__)")
+PIP_COMMAND = "#!{python}\nimport sys\nfrom pip._internal.cli.main import main\nsys.exit(main())\n"
 
 
 def link_dependencies(venv: Path) -> None:
@@ -101,8 +103,6 @@ def link_dependencies(venv: Path) -> None:
     the same files, in seconds, no network. The wheel's own files are real, in `venv`."""
     (site,) = (venv / "lib").glob("python*/site-packages")
     ours = Path(np.__file__).parents[1]
-    for old in site.glob("setuptools*"):  # Python's bundled one is older than [build-system] asks
-        shutil.rmtree(old)
     for entry in ours.iterdir():
         if OWN.fullmatch(entry.name) or (site / entry.name).exists():
             continue
@@ -112,6 +112,9 @@ def link_dependencies(venv: Path) -> None:
                 (site / entry.name / plugin.name).symlink_to(plugin)
         else:
             (site / entry.name).symlink_to(entry)
+    pip = venv / "bin" / "pip"
+    pip.write_text(PIP_COMMAND.format(python=venv / "bin" / "python"))
+    pip.chmod(0o755)
 
 
 @pytest.fixture(scope="session")
@@ -128,7 +131,7 @@ def outside(tmp_path_factory):
             shutil.copytree(ROOT, root / "zoo", ignore=COPY_IGNORE)
             venv = root / "venv"
             # sys.executable is a venv's python; `-m venv` bases the new one on the real Python
-            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+            subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
             link_dependencies(venv)
             run(part("Install")["commands"], root / "zoo", venv)
             (root / "ready").touch()
