@@ -192,26 +192,47 @@ def read_scalars(event_file):
 # --- sweeps
 
 
-def _train_app_in_process(argv: list[str], directory: Path) -> tuple[object, str]:
-    """zoo-train's function with `argv` in this process, Hydra's own logging off: the exit code
-    and stderr; `directory`'s lock, held still by a run or sweep that stopped, is released."""
-    from zoo.app import cli
-    from zoo.training import run_dir
-
+def _app_in_process(main, argv: list[str]) -> tuple[object, str, str]:
+    """An app's function (`cli.train_app`, `cli.eval_main`) with `argv` in this process, Hydra's
+    own logging off: the exit code, stdout and stderr."""
     argv += ["hydra/job_logging=none", "hydra/hydra_logging=none"]
-    err = io.StringIO()
+    out, err = io.StringIO(), io.StringIO()
     old_argv, sys.argv = sys.argv, argv
     full_errors = os.environ.pop("HYDRA_FULL_ERROR", None)  # the one-line behaviour is tested
+    code: object = 0
     try:
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            code = cli.train_app()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+            code = main()
+    except SystemExit as exit_:
+        code = exit_.code
     finally:
         sys.argv = old_argv
         if full_errors is not None:
             os.environ["HYDRA_FULL_ERROR"] = full_errors
         gc.unfreeze()  # the app freezes the heap for a process about to end
+    return code, out.getvalue(), err.getvalue()
+
+
+def _train_app_in_process(argv: list[str], directory: Path) -> tuple[object, str]:
+    """zoo-train's function with `argv` in this process: the exit code and stderr;
+    `directory`'s lock, held still by a run or sweep that stopped, is released."""
+    from zoo.app import cli
+    from zoo.training import run_dir
+
+    try:
+        code, _, stderr = _app_in_process(cli.train_app, argv)
+    finally:
         run_dir.release(Path(directory), run_dir.LOCK)
-    return code, err.getvalue()
+    return code, stderr
+
+
+def eval_app_in_process(*overrides: str) -> tuple[object, str, str]:
+    """`zoo-eval <overrides>` from the current directory, in this process (what zoo-eval runs
+    short of ending the process): the exit code, stdout and stderr."""
+    from zoo.app import cli
+
+    code, stdout, stderr = _app_in_process(cli.eval_main, ["eval.py", *overrides])
+    return 0 if code is None else code, stdout, stderr
 
 
 def sweep_in_process(sweep_dir: Path, *overrides: str) -> tuple[object, str]:

@@ -1,5 +1,7 @@
 """The apps as a user runs them, `train.py`/`eval.py` in subprocesses: one line and a non-zero
-exit for each mistake, the runs and evaluations the docs show, `--help`."""
+exit for each mistake, the runs and evaluations the docs show, `--help`. Where a subprocess would
+prove nothing more (an evaluation of a run made here), zoo-eval's own function runs in this
+process, from the directory a user would start it in."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import DEFAULT_XLA, ROOT, compose_config, run_script
 from flax import nnx
-from helpers import X, apps_in_one_process, edit_config, read_metrics
+from helpers import X, apps_in_one_process, edit_config, eval_app_in_process, read_metrics
 from matplotlib.image import imread
 from omegaconf import OmegaConf
 
@@ -71,7 +73,7 @@ EVAL_BAD_INPUTS = [["run_dir=/nonexistent/run"], ["x=[1,2]"]]
 @pytest.fixture(scope="module")
 def refused(tmp_path_factory) -> dict[str, tuple]:
     """Every refusal of the tables here, run by train.py's and eval.py's own functions in one
-    child process (the other tests here run the scripts themselves):
+    child process (other tests here run the scripts themselves):
     {"<app> <args>": (exit code, stdout, stderr, run dir)}."""
     work = tmp_path_factory.mktemp("refused")
     train = [o for o, _ in UNKNOWN_KEYS + BAD_VALUES] + ["data=npz", "model=transformer"]
@@ -110,16 +112,17 @@ def test_help_lists_the_options_and_every_setting_but_no_schema():
     assert "optim.lr=0.01  learning rate" in result.stdout
 
 
-def test_zoo_train_from_python_leaves_a_run_eval_py_reads(tmp_path):
+def test_zoo_train_from_python_leaves_a_run_eval_py_reads(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     metrics = zoo.train(
         ["model=mlp", "model.widths=[8]", "trainer.steps=20", "trainer.eval_every=20"],
         run_dir=run_dir,
     )
     assert (run_dir / "config.yaml").is_file() and not (run_dir / ".hydra").exists()
-    result = run_script("eval.py", f"run_dir={run_dir}", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert f"val_loss = {metrics['val_loss']:.6g}" in result.stdout
+    monkeypatch.chdir(tmp_path)
+    code, stdout, stderr = eval_app_in_process(f"run_dir={run_dir}")
+    assert code == 0, stderr
+    assert f"val_loss = {metrics['val_loss']:.6g}" in stdout
     with pytest.raises(ZooError, match="unknown key trainer.stepz; did you mean trainer.steps"):
         zoo.train(["trainer.stepz=3"], run_dir=tmp_path / "other")
 
@@ -131,9 +134,9 @@ def test_eval_on_a_run_with_a_tampered_model_exits_with_one_line(tmp_path):
     OmegaConf.save(cfg, tmp_path / ".hydra" / "config.yaml")
     zoo.save_pretrained(hydra.utils.instantiate(cfg.model, rngs=nnx.Rngs(0)), tmp_path / "model")
     edit_config(tmp_path / "model", lambda c: c.update(_target_="builtins.exec"))
-    result = run_script("eval.py", f"run_dir={tmp_path}")
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
+    code, _, stderr = eval_app_in_process(f"run_dir={tmp_path}")
+    assert code == 2
+    lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "_target_" in lines[0], lines
 
 
@@ -197,10 +200,11 @@ def test_model_transformer_with_the_default_data_exits_with_one_line(refused):
     ]
 
 
-def test_eval_mode_summary_prints_the_table_without_training(tmp_path):
-    result = run_script("eval.py", "mode=summary", "model.depth=4", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    lines = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines() if line}
+def test_eval_mode_summary_prints_the_table_without_training(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, stdout, stderr = eval_app_in_process("mode=summary", "model.depth=4")
+    assert code == 0, stderr
+    lines = {line.split()[0]: line.split()[1:] for line in stdout.splitlines() if line}
     assert lines["blocks/inner/kernel"] == ["(3,", "8,", "8)", "float32", str(3 * 8 * 8)]
     expected = 4 * 8 + 8 + 3 * (8 * 8 + 8)  # first block, then 3 stacked hidden->hidden blocks
     assert lines["total"] == [f"{expected:,}"]
@@ -244,9 +248,9 @@ def test_eval_default_matches_the_seed_function():
     assert result.returncode == 0, result.stderr
     assert "max_abs_diff = 0: match" in result.stdout
     # against the oracle computed here, under this process's flags
-    result = run_script("eval.py", "seed=7", "model.hidden=5", "x=[1,2,3,4]")
-    assert result.returncode == 0, result.stderr
-    model_line = next(line for line in result.stdout.splitlines() if line.startswith("model"))
+    code, stdout, stderr = eval_app_in_process("seed=7", "model.hidden=5", "x=[1,2,3,4]")
+    assert code == 0, stderr
+    model_line = next(line for line in stdout.splitlines() if line.startswith("model"))
     values = json.loads(model_line.split("=", 1)[1])
     import seed_reference as ref
 
@@ -261,9 +265,9 @@ def test_eval_reports_a_runs_validation_loss(tmp_path):
     from omegaconf import OmegaConf
 
     OmegaConf.save(cfg, tmp_path / ".hydra" / "config.yaml")
-    result = run_script("eval.py", f"run_dir={tmp_path}")
-    assert result.returncode == 0, result.stderr
-    reported = float(result.stdout.split("val_loss = ")[1].split()[0])
+    code, stdout, stderr = eval_app_in_process(f"run_dir={tmp_path}")
+    assert code == 0, stderr
+    reported = float(stdout.split("val_loss = ")[1].split()[0])
     assert reported == pytest.approx(logged, rel=1e-5)
 
 
@@ -291,7 +295,9 @@ def test_npz_without_a_path_names_the_key(refused):
     assert stderr.strip() == "error: data.path is required: set data.path=<a string>"
 
 
-def test_eval_of_a_run_finds_a_relative_data_path_from_anywhere(regression_npz, tmp_path):
+def test_eval_of_a_run_finds_a_relative_data_path_from_anywhere(
+    regression_npz, tmp_path, monkeypatch
+):
     launch, elsewhere = tmp_path / "launch", tmp_path / "elsewhere"
     launch.mkdir()
     elsewhere.mkdir()
@@ -307,8 +313,7 @@ def test_eval_of_a_run_finds_a_relative_data_path_from_anywhere(regression_npz, 
     )
     assert trained.returncode == 0, trained.stderr
     logged = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])["val_loss"]
-    result = run_script("eval.py", f"run_dir={run_dir}", cwd=elsewhere)
-    assert result.returncode == 0, result.stderr
-    assert float(result.stdout.split("val_loss = ")[1].split()[0]) == pytest.approx(
-        logged, rel=1e-5
-    )
+    monkeypatch.chdir(elsewhere)
+    code, stdout, stderr = eval_app_in_process(f"run_dir={run_dir}")
+    assert code == 0, stderr
+    assert float(stdout.split("val_loss = ")[1].split()[0]) == pytest.approx(logged, rel=1e-5)
