@@ -219,6 +219,7 @@ def test_cli_deeper_gelu_model_trains(tmp_path):
         "model.activation=gelu",
         "model.hidden=32",
         "trainer.steps=600",
+        "trainer.plots=false",  # loss.png: the run without a terminal above
         f"hydra.run.dir={tmp_path}",
     )
     assert result.returncode == 0, result.stderr
@@ -308,6 +309,7 @@ def test_eval_of_a_run_finds_a_relative_data_path_from_anywhere(
         "data=npz",
         "data.path=reg.npz",
         "trainer.steps=100",
+        "trainer.plots=false",
         f"hydra.run.dir={run_dir}",
         cwd=launch,
     )
