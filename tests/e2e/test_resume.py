@@ -472,7 +472,8 @@ def test_a_transformer_with_dropout_resumes_bitwise_like_an_uninterrupted_run(tm
     whole = tmp_path / "whole"
     train(compose_config("train", [*run, "trainer.steps=20"]), whole)
     assert complete_steps(whole) == [10, 20]
-    # the run as it stood at step 10 (its checkpoint there, nothing written after it), resumed
+    # the run as a kill just before its save at step 20 leaves it: the checkpoint at 10 and
+    # records past it (which the resume drops and writes again), resumed
     parts = copy_run(whole, tmp_path)
     for later in ("model", "best", "checkpoints/20"):
         shutil.rmtree(parts / later)

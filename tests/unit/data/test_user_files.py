@@ -146,11 +146,9 @@ def test_npz_integer_labels_train_a_classifier_without_shape_overrides(tmp_path,
     x = rng.normal(size=(400, 5))
     y = (x[:, 0] > 0).astype(np.int64) + 2 * (x[:, 1] > 0)  # 4 classes, linearly separable
     np.savez(tmp_path / "cls.npz", x=x, y=y)
-    cfg = compose_config(
-        "train",
-        ["data=npz", f"data.path={tmp_path / 'cls.npz'}", "trainer.steps=300"]
-        + ["trainer.plots=false"],  # loss.png is not checked here; drawing it costs ~0.5 s
-    )
+    # trainer.plots=false: loss.png is not checked here, and drawing it costs ~0.5 s
+    overrides = ["data=npz", f"data.path={tmp_path / 'cls.npz'}", "trainer.steps=300"]
+    cfg = compose_config("train", [*overrides, "trainer.plots=false"])
     with caplog.at_level("INFO"):
         record = train(cfg, tmp_path)
     assert "model.in_features=5 follows the data" in caplog.text
@@ -165,11 +163,8 @@ def test_csv_regression_trains_and_loss_falls(tmp_path):
     x = rng.normal(size=(200, 2))
     rows = [(a, b, 3 * a - b + 0.5) for a, b in x]
     path = write_csv(tmp_path / "t.csv", ["a", "b", "price"], rows)
-    cfg = compose_config(
-        "train",
-        ["data=csv", f"data.path={path}", "data.target=price", "trainer.steps=300"]
-        + ["trainer.plots=false"],  # loss.png is not checked here; drawing it costs ~0.5 s
-    )
+    overrides = ["data=csv", f"data.path={path}", "data.target=price", "trainer.steps=300"]
+    cfg = compose_config("train", [*overrides, "trainer.plots=false"])  # no loss.png: ~0.5 s
     train(cfg, tmp_path)
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["val_loss"] < 0.1 * records[0]["train_loss"]
