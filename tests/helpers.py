@@ -46,6 +46,7 @@ SIGNAL_RUN = [
     "trainer.ckpt_every=20",
     "trainer.ckpt_every_seconds=0",  # save at every multiple of ckpt_every, however fast
     "trainer.keep_checkpoints=2",
+    "trainer.plots=false",  # no loss.png (nor zoo-train's plot helper): no test here reads one
 ]
 
 
@@ -55,6 +56,7 @@ SHORT_RUN = [
     "trainer.eval_every=10",
     "trainer.ckpt_every=20",
     "trainer.ckpt_every_seconds=0",
+    "trainer.plots=false",  # no loss.png (nor zoo-train's plot helper): no test here reads one
 ]
 
 

@@ -21,7 +21,13 @@ from zoo.training.run import train
 FOUR_DEVICES = {"XLA_FLAGS": f"{os.environ['XLA_FLAGS']} --xla_force_host_platform_device_count=4"}
 
 
-SHORT = ["trainer.steps=40", "trainer.log_every=10", "trainer.eval_every=20", "model.hidden=16"]
+SHORT = [
+    "trainer.steps=40",
+    "trainer.log_every=10",
+    "trainer.eval_every=20",
+    "model.hidden=16",
+    "trainer.plots=false",  # loss.png is not what these compare
+]
 
 
 # Trains in one process (JAX starts once) with each list of overrides; prints the metrics as JSON.

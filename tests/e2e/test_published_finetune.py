@@ -40,6 +40,7 @@ FINETUNE = [
     "trainer.eval_every=10",
     "trainer.ckpt_every=10",
     "trainer.ckpt_every_seconds=0",
+    "trainer.plots=false",  # loss.png is not what this compares
 ]
 
 

@@ -29,6 +29,7 @@ def test_submitit_local_sweep_leaves_a_dir_per_job_and_a_summary(tmp_path):
         "trainer.steps=20",
         "trainer.log_every=10",
         "trainer.eval_every=10",
+        "trainer.plots=false",  # each job a process of its own: no matplotlib to import
         f"hydra.sweep.dir={sweep}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -146,6 +147,7 @@ def test_hparams_search_runs_optuna_trials_past_a_failed_one_and_reports_the_bes
         "trainer.steps=4",
         "trainer.log_every=2",
         "trainer.checkpoints=false",
+        "trainer.plots=false",
         f"hydra.sweep.dir={sweep}",
     )
     assert result.returncode == 2, result.stderr[-3000:]  # a trial failed

@@ -129,6 +129,10 @@ def _train(cfg: Any, run_dir: str) -> float:
     from zoo.config.validate import validate
 
     validate(cfg, "train")
+    if cfg.trainer.plots:  # before JAX's import, which the helper's import of matplotlib overlaps
+        from zoo.app import plot_helper
+
+        plot_helper.start()
     from zoo.training.run import ProcessHooks, train
 
     hooks = ProcessHooks(after_chunk=process.resume_gc, second_interrupt=process.stop_at_once)
@@ -180,7 +184,7 @@ def train_main() -> None:
     from zoo.app import plot_helper
 
     process.pause_gc()  # until the first steps have run (ProcessHooks.after_chunk)
-    plot_helper.start()  # early: it imports matplotlib while this process starts the run
+    plot_helper.enable()  # a run that draws loss.png starts it once its config is known
     code = train_app()
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # ending now anyway, with `code`
     process.exit_now(code)  # files are closed: skip the interpreter's teardown

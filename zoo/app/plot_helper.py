@@ -1,12 +1,14 @@
 """A run's `loss.png`, drawn by a helper process that imports matplotlib while the run starts.
 
 Nothing before the end of a run needs matplotlib, whose import is a good part of a short run
-(benchmarks/NOTES.md). So `zoo-train` starts this helper first thing (`start()`), which installs
-it as the library's drawing delegate (zoo.reporting.plots.delegate_drawing); the helper imports
-matplotlib on another core while the run imports JAX, builds and trains, and at the end of each
-run the library's `draw_losses` hands it the drawing; `finish()` waits for the pictures before
-the app exits. A picture the helper could not draw is drawn in this process instead, so a run
-always leaves one (or the error it got). Without a helper (`zoo.train`), the library draws.
+(benchmarks/NOTES.md). So `zoo-train` enables this helper (`enable()`), and a run whose config
+is valid and draws (trainer.plots=true) starts it (`start()`) before it imports JAX; `start`
+installs it as the library's drawing delegate (zoo.reporting.plots.delegate_drawing). The helper
+imports matplotlib on another core while the run imports JAX, builds and trains, and at the end
+of each run the library's `draw_losses` hands it the drawing; `finish()` waits for the pictures
+before the app exits. A refused run, or one that draws nothing, starts no helper. A picture
+the helper could not draw is drawn in this process instead, so a run always leaves one (or the
+error it got). Without a helper (`zoo.train`), the library draws.
 
 The helper reads one request a line on stdin, (metrics.jsonl, loss.png, title) as JSON, and
 answers each with one JSON line; it ends at the end of its input, so it never outlives the app.
@@ -25,6 +27,7 @@ from zoo.reporting import plots
 
 log = logging.getLogger(__name__)
 
+_enabled = False  # zoo-train's own process: `zoo.train` and in-process apps draw here
 _helper: subprocess.Popen | None = None
 _asked: list[tuple[Path, Path, str]] = []  # requests the helper has not answered yet
 
@@ -39,10 +42,17 @@ class _Helper:
         finish()
 
 
+def enable() -> None:
+    """Let `start` start a helper in this process (zoo-train's)."""
+    global _enabled
+    _enabled = True
+
+
 def start() -> None:
-    """Start the helper process (once per process) and hand it the library's drawings."""
+    """Start the helper process (once per process, where enabled) and hand it the library's
+    drawings."""
     global _helper
-    if _helper is not None:
+    if _helper is not None or not _enabled:
         return
     package_root = str(Path(__file__).resolve().parents[2])  # where `import zoo` finds this zoo
     path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
