@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from flax import nnx
 from omegaconf import OmegaConf
-from sklearn.datasets import load_digits
 
 import zoo
 from zoo.app.evaluation import evaluate_run, run_config
 from zoo.app.predict import bucket, predict
 from zoo.data.arrays import split_off_val
 from zoo.data.dataset import make_dataset
+from zoo.data.digits import load_digits
 from zoo.errors import ZooError
 
 # make test runs these; make test-fast (the edit loop) leaves them out: each compiles, trains or
@@ -38,7 +38,7 @@ def run(tmp_path_factory):
     (d / "run" / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     model = zoo.create_model("mlp", rngs=nnx.Rngs(3), in_features=64, widths=[16], out_features=10)
     zoo.save_pretrained(model, d / "run" / "model")
-    x, y = load_digits(return_X_y=True)
+    x, y = load_digits()
     arrays = {"x": x, "y": y}
     split_off_val(arrays, 0.2, 0)  # the run's split: data.val_fraction=0.2, data.seed=0
     with open(d / "val.csv", "w", newline="") as file:
