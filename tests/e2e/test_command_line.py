@@ -15,7 +15,14 @@ import numpy as np
 import pytest
 from conftest import DEFAULT_XLA, ROOT, compose_config, run_script
 from flax import nnx
-from helpers import X, apps_in_one_process, edit_config, eval_app_in_process, read_metrics
+from helpers import (
+    X,
+    apps_in_one_process,
+    edit_config,
+    eval_app_in_process,
+    read_metrics,
+    train_app_in_process,
+)
 from matplotlib.image import imread
 from omegaconf import OmegaConf
 
@@ -212,22 +219,22 @@ def test_eval_mode_summary_prints_the_table_without_training(tmp_path, monkeypat
 
 
 def test_cli_deeper_gelu_model_trains(tmp_path):
-    result = run_script(
-        "train.py",
+    # zoo-train's function in this process: the script itself runs in the test above
+    code, stderr = train_app_in_process(
+        tmp_path,
         "model=deep_nested",
         "model.depth=4",
         "model.activation=gelu",
         "model.hidden=32",
         "trainer.steps=600",
         "trainer.plots=false",  # loss.png: the run without a terminal above
-        f"hydra.run.dir={tmp_path}",
     )
-    assert result.returncode == 0, result.stderr
+    assert code == 0, stderr
     records = read_metrics(tmp_path)
     assert records[-1]["train_loss"] < 0.2 * records[0]["train_loss"]
     config = json.loads((tmp_path / "model" / "config.json").read_text())
     assert config["kwargs"]["depth"] == 4 and config["kwargs"]["activation"] == "gelu"
-    assert "step=600" in (tmp_path / "train.log").read_text()
+    assert records[-1]["step"] == 600  # train.log: the run without a terminal above
 
 
 @REFUSALS
@@ -304,16 +311,11 @@ def test_eval_of_a_run_finds_a_relative_data_path_from_anywhere(
     elsewhere.mkdir()
     (launch / "reg.npz").write_bytes(regression_npz.read_bytes())
     run_dir = tmp_path / "run"
-    trained = run_script(
-        "train.py",
-        "data=npz",
-        "data.path=reg.npz",
-        "trainer.steps=100",
-        "trainer.plots=false",
-        f"hydra.run.dir={run_dir}",
-        cwd=launch,
+    monkeypatch.chdir(launch)  # zoo-train's function, in this process, launched from `launch`
+    code, stderr = train_app_in_process(
+        run_dir, "data=npz", "data.path=reg.npz", "trainer.steps=100", "trainer.plots=false"
     )
-    assert trained.returncode == 0, trained.stderr
+    assert code == 0, stderr
     logged = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])["val_loss"]
     monkeypatch.chdir(elsewhere)
     code, stdout, stderr = eval_app_in_process(f"run_dir={run_dir}")
