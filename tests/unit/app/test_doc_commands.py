@@ -38,7 +38,10 @@ def shown_commands() -> list[tuple[str, str, list[str]]]:
                     words = words[1:]
                 if words and words[0] in APPS and not THIRD_PARTY & set(words):
                     found.append((page.name, APPS[words[0]], words[1:]))
-    return found
+    first = {}  # a command shown on several pages is composed once, where it is shown first
+    for page, app, args in found:
+        first.setdefault((app, tuple(args)), (page, app, args))
+    return list(first.values())
 
 
 COMMANDS = shown_commands()
