@@ -1,7 +1,7 @@
 """The apps as a user runs them, `train.py`/`eval.py` in subprocesses: one line and a non-zero
 exit for each mistake, the runs and evaluations the docs show, `--help`. Where a subprocess would
-prove nothing more (an evaluation of a run made here), zoo-eval's own function runs in this
-process, from the directory a user would start it in."""
+prove nothing more (an evaluation of a run made here, two more training runs), zoo-eval's or
+zoo-train's own function runs in this process, from the directory a user would start it in."""
 
 from __future__ import annotations
 

@@ -37,6 +37,8 @@ def load_digits() -> tuple[np.ndarray, np.ndarray]:
         if path.is_file():
             data = np.loadtxt(path, delimiter=",")  # the file's columns: 64 pixels, the label
             return data[:, :-1], data[:, -1].astype(int)
-    from sklearn.datasets import load_digits as sklearn_load_digits
-
+    try:
+        from sklearn.datasets import load_digits as sklearn_load_digits
+    except ImportError:  # an installation without its datasets
+        raise ZooError(_MISSING) from None
     return sklearn_load_digits(return_X_y=True)
