@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
+from zoo.app.compose_once import shared_config_store
 from zoo.app.process import use_compilation_cache
 from zoo.config.store import register_configs
 
@@ -48,8 +49,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def compose_config(name: str = "train", overrides: list[str] | None = None):
-    """The config `python <name>.py <overrides>` would see."""
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+    """The config `python <name>.py <overrides>` would see (composed as zoo.compose does)."""
+    with shared_config_store(), initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         return compose(config_name=name, overrides=overrides or [])
 
 

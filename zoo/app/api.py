@@ -35,6 +35,7 @@ def compose(overrides: Sequence[str] = (), app: str = "train") -> DictConfig:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from zoo.app.compose_once import shared_config_store
     from zoo.app.hydra_errors import one_line
     from zoo.config.store import config_dir, register_configs
     from zoo.config.validate import validate
@@ -43,7 +44,10 @@ def compose(overrides: Sequence[str] = (), app: str = "train") -> DictConfig:
         raise ZooError("zoo.compose cannot run inside a Hydra app: pass the app's composed config")
     register_configs()
     try:
-        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=app):
+        with (
+            shared_config_store(),
+            initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=app),
+        ):
             cfg = hydra_compose(config_name=app, overrides=list(overrides))
     except (HydraException, OmegaConfBaseException, ValueError) as err:  # ValueError: logger=null
         cause = f"\n{err.__cause__}" if err.__cause__ else ""

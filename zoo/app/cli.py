@@ -33,10 +33,13 @@ def run_hydra_app(hydra_main: Callable[[], Any]) -> None:
     option) into one line on stderr with exit status 2, and Ctrl-C or SIGTERM outside the
     training loop into one line with exit status 130 or 143. HYDRA_FULL_ERROR=1 shows all of
     it."""
+    from zoo.app.compose_once import compose_once
+
     process.use_compilation_cache()
     previous = process.stop_at_once_on_sigterm()
     try:
-        _run_hydra_app(hydra_main)
+        with compose_once():
+            _run_hydra_app(hydra_main)
     except KeyboardInterrupt:
         if _full_errors():
             raise

