@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from zoo.app.compose_once import shared_config_store
+from zoo.app.compose_once import light_composition
 from zoo.app.process import use_compilation_cache
 from zoo.config.store import register_configs
 
@@ -50,7 +50,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def compose_config(name: str = "train", overrides: list[str] | None = None):
     """The config `python <name>.py <overrides>` would see (composed as zoo.compose does)."""
-    with shared_config_store(), initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+    with light_composition(), initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         return compose(config_name=name, overrides=overrides or [])
 
 

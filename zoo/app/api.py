@@ -35,7 +35,7 @@ def compose(overrides: Sequence[str] = (), app: str = "train") -> DictConfig:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from zoo.app.compose_once import shared_config_store
+    from zoo.app.compose_once import light_composition
     from zoo.app.hydra_errors import one_line
     from zoo.config.store import config_dir, register_configs
     from zoo.config.validate import validate
@@ -45,7 +45,7 @@ def compose(overrides: Sequence[str] = (), app: str = "train") -> DictConfig:
     register_configs()
     try:
         with (
-            shared_config_store(),
+            light_composition(),
             initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=app),
         ):
             cfg = hydra_compose(config_name=app, overrides=list(overrides))

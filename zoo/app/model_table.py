@@ -17,6 +17,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
+from zoo.app.compose_once import light_composition
 from zoo.config import registry
 from zoo.config.plain import to_plain
 from zoo.config.store import config_dir, register_configs
@@ -74,7 +75,7 @@ def _row(name: str) -> str:
 def render() -> str:
     """The table of every registered model, between its markers."""
     register_configs()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+    with light_composition(), initialize_config_dir(str(config_dir()), version_base="1.3"):
         rows = [_row(name) for name in list_models()]
     header = ["| model | what it is | config keys (`model.<key>`, defaults) | train |"]
     header.append("|---|---|---|---|")

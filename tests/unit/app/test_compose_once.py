@@ -118,3 +118,21 @@ def test_a_missing_group_and_a_mode_in_the_config_are_hydras_own(
     our_jobs = run(directory, name, argv, True, [], tmp_path / "ours")
     assert our_jobs == hydra_jobs
     assert len([j for j in our_jobs[:-1] if not j.startswith("exit")]) == jobs
+
+
+def test_a_config_file_is_parsed_once_per_text_and_each_composition_gets_its_own_copy(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from zoo.app.compose_once import light_composition
+
+    directory = own_configs(tmp_path / "conf")
+
+    def composed():
+        with light_composition(), initialize_config_dir(str(directory), version_base="1.3"):
+            return compose("needs_db", ["db=a"])
+
+    first = composed()
+    first.db.host = "changed"  # a composition's config is its own
+    assert composed().db.host == "a"
+    (directory / "db" / "a.yaml").write_text("host: c\n")  # same size, maybe the same mtime
+    assert composed().db.host == "c"
