@@ -76,16 +76,16 @@ def run(directory: Path, name: str, argv: list[str], once: bool, counts: list[in
     return [j.replace(str(base), "<base>") for j in jobs]
 
 
-SLOW = pytest.mark.slow  # sweeps: `make test` runs them, the edit loop (`make test-fast`) does not
 ZOO = [
     (["model=mlp", "optim.lr=0.5", "trainer.bogus=1"], 0),  # refused by Hydra: no job
     (["model=mlp", "optim.lr=0.5", "seed=3"], 1),
-    pytest.param(["-m", "seed=3"], 1, marks=SLOW),
+    (["-m", "seed=3"], 1),
     (["seed=3,4"], 0),  # sweep values without -m: Hydra's own error
 ]
 
 
-@pytest.mark.parametrize("argv, jobs", ZOO)
+@pytest.mark.slow  # two Hydra apps a case: `make test` runs them, `make test-fast` does not
+@pytest.mark.parametrize("argv, jobs", ZOO, ids=[" ".join(a) for a, _ in ZOO])
 def test_the_zoos_train_config_is_what_hydra_composes_twice(tmp_path, monkeypatch, argv, jobs):
     register_configs()
     monkeypatch.chdir(tmp_path)
@@ -105,11 +105,12 @@ OWN = [
     ("needs_db", [], 0),  # You must specify 'db'
     ("needs_db", ["-m"], 0),  # the mode is found past the `???` group; the job stops at it
     ("sweeps", [], 1),  # hydra.mode: MULTIRUN in the config
-    pytest.param("sweeps", ["db=a,b"], 2, marks=SLOW),
+    ("sweeps", ["db=a,b"], 2),
 ]
 
 
-@pytest.mark.parametrize("name, argv, jobs", OWN)
+@pytest.mark.slow
+@pytest.mark.parametrize("name, argv, jobs", OWN, ids=[f"{n} {' '.join(a)}" for n, a, _ in OWN])
 def test_a_missing_group_and_a_mode_in_the_config_are_hydras_own(
     tmp_path, monkeypatch, name, argv, jobs
 ):
