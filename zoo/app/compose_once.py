@@ -88,19 +88,6 @@ def _parsed_once(load: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
     return load_config
 
 
-class _Earlier:
-    """The composition `get_mode` made, for the one that follows it."""
-
-    def __init__(self) -> None:
-        self.key: tuple[str | None, list[str]] | None = None
-        self.outcome: Any = None  # the config, or the exception composing it raised
-
-    def take(self) -> tuple[tuple[str | None, list[str]] | None, Any]:
-        taken = self.key, self.outcome
-        self.key, self.outcome = None, None
-        return taken
-
-
 @contextlib.contextmanager
 def compose_once() -> Iterator[None]:
     """Apps started inside compose their config once (see the module's docstring)."""
@@ -113,7 +100,9 @@ def compose_once() -> Iterator[None]:
     from hydra.types import RunMode
 
     get_mode, load = Hydra.get_mode, ConfigLoaderImpl.load_configuration
-    earlier = _Earlier()
+    # The composition `get_mode` made, for the one that follows it: ((config name, overrides),
+    # the config or the exception composing it raised).
+    earlier: list[tuple[tuple[str | None, list[str]], Any]] = []
 
     def get_mode_once(self: Any, config_name: str | None, overrides: list[str]) -> Any:
         try:
@@ -134,16 +123,17 @@ def compose_once() -> Iterator[None]:
             if str(err).startswith(_MISSING_DEFAULT):
                 return get_mode(self, config_name, overrides)
             # Composing the other way fails at the same place: `run` raises this again.
-            earlier.key, earlier.outcome = key, err
+            earlier[:] = [(key, err)]
             return None
-        earlier.key, earlier.outcome = key, cfg
+        earlier[:] = [(key, cfg)]
         return cfg.hydra.mode
 
     def load_once(self: Any, config_name: str | None, overrides: list[str], *args, **kwargs):
-        key, outcome = earlier.take()
-        if key is not None and key[0] == config_name and overrides[: len(key[1])] == key[1]:
-            added = overrides[len(key[1]) :]
-            if all(a.startswith("hydra.mode=") for a in added):
+        taken, earlier[:] = earlier[:], []  # used once, by the composition right after
+        for (name, before), outcome in taken:
+            added = overrides[len(before) :]
+            same = name == config_name and overrides[: len(before)] == before
+            if same and all(a.startswith("hydra.mode=") for a in added):
                 if isinstance(outcome, BaseException):
                     raise outcome
                 _apply(outcome, added)
