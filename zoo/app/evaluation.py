@@ -42,8 +42,8 @@ def compare_with_reference(cfg: DictConfig) -> bool:
             f"model {name!r} takes no feature vector x to compare with the seed's reference; "
             "evaluate a trained one with run_dir=<train run directory>"
         )
+    x = model_input(cfg, kwargs["in_features"])  # a refusal before the model is built
     model = build_model(name, kwargs, cfg.seed)
-    x = model_input(cfg, kwargs["in_features"])
     out = model(x)
     print(f"x      = {x.tolist()}")
     print(f"model  = {out.tolist()}")

@@ -35,6 +35,7 @@ from zoo.training.run_dir import (
     lock_name,
     make_directory,
     only_locks,
+    refuse_a_file_in_the_way,
     refuse_anothers_directory,
     refuse_earlier_results,
     release,
@@ -96,10 +97,12 @@ def discard_if_unused() -> None:
 
 
 def refuse_anothers_ckpt_dir(config: DictConfig, run_dir: Path) -> None:
-    """`refuse_anothers_directory` for the config's `trainer.ckpt_dir`, where it can be known
-    before the job starts (not `${hydra:runtime.output_dir}`, set only then)."""
+    """`refuse_anothers_directory` (and a file in the way) for the config's `trainer.ckpt_dir`,
+    where it can be known before the job starts (not `${hydra:runtime.output_dir}`, set only
+    then)."""
     ckpt_dir = OmegaConf.select(config, "trainer.ckpt_dir", throw_on_resolution_failure=False)
     if ckpt_dir and OmegaConf.select(config, "trainer.checkpoints", default=True):
+        refuse_a_file_in_the_way(Path(str(ckpt_dir)), "trainer.ckpt_dir")
         refuse_anothers_directory(Path(os.path.abspath(str(ckpt_dir))), run_dir)
 
 

@@ -27,7 +27,11 @@ from zoo.models.lora import ADAPTERS, add_lora, lora_of
 from zoo.models.registry import create_model
 from zoo.optim.optimizers import make_optimizer
 from zoo.training import footprint, parallel, sharding
-from zoo.training.init_from import load_initial_weights, with_param_groups
+from zoo.training.init_from import (
+    check_initial_weights,
+    load_initial_weights,
+    with_param_groups,
+)
 from zoo.training.state import Run, TrainState
 from zoo.training.steps import make_steps
 from zoo.weights.published_vision import read_published
@@ -119,8 +123,7 @@ def add_adapters(model: nnx.Module, model_cfg: Any, seed: int) -> list[str] | No
     lora = lora_of(model_cfg)
     if lora is None:
         return None
-    rngs = nnx.Rngs(params=jax.random.fold_in(jax.random.key(seed), LORA_STREAM))
-    layers = add_lora(model, rngs=rngs, **lora)
+    layers = _add_lora(model, lora, seed)
     adapters = [f"{layer}/{name}" for layer in layers for name in ADAPTERS]
     log.info(
         "LoRA: rank %d adapters (alpha %g) on %d layers: %s",
@@ -130,6 +133,39 @@ def add_adapters(model: nnx.Module, model_cfg: Any, seed: int) -> list[str] | No
         ", ".join(layers),
     )
     return adapters
+
+
+def _add_lora(model: nnx.Module, lora: dict[str, Any], seed: int) -> list[str]:
+    rngs = nnx.Rngs(params=jax.random.fold_in(jax.random.key(seed), LORA_STREAM))
+    return add_lora(model, rngs=rngs, **lora)
+
+
+def checked_before_building(
+    abstract_model: nnx.Module,
+    cfg: DictConfig,
+    name: str,
+    kwargs: dict[str, Any],
+    unclipped: optax.GradientTransformation,
+) -> optax.GradientTransformation:
+    """Refuse, from the model's paths and shapes alone (`abstract_model`, from nnx.eval_shape),
+    what would be refused once it is built: `init.*` (the source and how it fits), LoRA's
+    `model.lora.targets`, and `optim.freeze` / `optim.lr_mult`; so a refused run compiles and
+    allocates nothing. Returns the optimizer with its parameter groups (`unclipped` is the
+    optimizer of zoo.optim without clipping)."""
+    check_initial_weights(abstract_model, cfg.get("init"))
+    lora, adapted = lora_of(cfg.model), None
+    if lora is not None:  # the adapters' paths: with the model, in shapes only
+
+        def with_adapters() -> nnx.Module:
+            model = _construct(name, kwargs, cfg.seed)
+            layers.extend(_add_lora(model, lora, cfg.seed))
+            return model
+
+        layers: list[str] = []
+        abstract_model = nnx.eval_shape(with_adapters)
+        adapted = [f"{layer}/{adapter}" for layer in layers for adapter in ADAPTERS]
+    params = nnx.state(abstract_model, nnx.Param)
+    return with_param_groups(unclipped, params, cfg.optim, train_only=adapted)
 
 
 def fuse_steps(setting: bool | None, model: nnx.Module, mesh: Any) -> bool:
@@ -250,9 +286,10 @@ def build_run(cfg: DictConfig) -> Run:
     def model_layout(abstract: nnx.State) -> nnx.State:
         return sharding.param_shardings(placement, abstract, mesh)
 
+    tx = checked_before_building(abstract_model, cfg, name, kwargs, unclipped)
     model = build_model(name, kwargs, cfg.seed, shardings=model_layout)
     init_report = load_initial_weights(model, cfg.get("init"))
-    adapted = add_adapters(model, cfg.model, cfg.seed)
+    add_adapters(model, cfg.model, cfg.seed)
     model.train()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     model.eval()
@@ -260,7 +297,6 @@ def build_run(cfg: DictConfig) -> Run:
     # adapters, added after the placement was made, are replicated)
     params = parallel.put_global(params, sharding.param_shardings(placement, params, mesh))
     rest = parallel.put_global(rest, jax.tree.map(lambda _: replicated, rest))
-    tx = with_param_groups(unclipped, params, cfg.optim, train_only=adapted)
     eval_graphdef = nnx.graphdef(model)
     state = initial_state(params, rest, tx, cfg.seed, ema=ema, shardings=state_layout)
     layout = state_layout(state)

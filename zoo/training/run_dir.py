@@ -138,6 +138,18 @@ def make_directory(directory: Path, key: str = "hydra.run.dir") -> list[Path]:
     return missing
 
 
+def refuse_a_file_in_the_way(directory: Path, key: str) -> None:
+    """make_directory's refusal of a `directory` that is a file or lies under one, without
+    creating anything: for a check made before the run starts."""
+    directory = Path(os.path.abspath(directory))
+    for path in [directory, *directory.parents]:
+        if path.exists() or path.is_symlink():
+            if not path.is_dir():
+                where = "is a file" if path == directory else "lies under a file"
+                raise ZooError(f"{key}={directory}: {where}, not a directory")
+            return
+
+
 def refuse_anothers_directory(ckpt_dir: Path, run_dir: Path) -> None:
     """Raise a ZooError if `ckpt_dir` is, or lies in, the directory of another run (or sweep):
     one holding a run's lock file and files that is not `run_dir` or a directory around it.

@@ -51,3 +51,29 @@ def test_every_optimizer_trains(tmp_path, optim):
     cfg = compose_config("train", [*overrides, "trainer.plots=false"])  # no loss.png: ~0.5 s
     before = initial_val_loss(cfg)
     assert train(cfg, tmp_path)["val_loss"] < 0.5 * before
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["init.from={tmp}/missing"], "missing: no such directory"),
+        (["optim.freeze=[nothing/here]"], "optim.freeze pattern 'nothing/here' matches no"),
+        (["optim.freeze=[**]"], "freezes all 2 parameter tensors"),
+        (
+            ["model=transformer", "data=sequence", "model.lora.rank=2", "model.lora.targets=[x]"],
+            "model.lora.targets pattern 'x' matches no",
+        ),
+    ],
+)
+def test_a_run_refused_for_init_lora_or_groups_is_refused_before_its_model_is_built(
+    tmp_path, monkeypatch, overrides, message
+):
+    # the refusal comes from the model's shapes alone: nothing compiled or allocated for it
+    from zoo.errors import ZooError
+    from zoo.training import build
+
+    monkeypatch.setattr(build, "build_model", lambda *a, **k: pytest.fail("the model was built"))
+    cfg = compose_config("train", [o.format(tmp=tmp_path) for o in overrides])
+    with pytest.raises(ZooError, match=message):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
