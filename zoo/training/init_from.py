@@ -14,7 +14,7 @@ from flax import nnx
 
 from zoo.config.plain import to_plain
 from zoo.errors import ZooError
-from zoo.optim.groups import param_groups, partition_optimizer
+from zoo.optim.groups import ParamGroups, param_groups, partition_optimizer
 from zoo.paths import flat_variables
 from zoo.weights.load import LoadReport, load_weights, plan_load
 from zoo.weights.sources import open_source
@@ -90,28 +90,33 @@ def _open_initial_weights(init_cfg: Any) -> tuple[Any, dict[str, Any]] | None:
     return source, options
 
 
-def with_param_groups(
-    tx: optax.GradientTransformation,
-    params: nnx.State,
-    optim_cfg: Any,
-    train_only: Sequence[str] | None = None,
-) -> optax.GradientTransformation:
-    """`tx` (the optimizer without clipping) with `optim.freeze` (no update, no optimizer state)
-    and `optim.lr_mult` (a factor on the learning rate, first matching pattern) applied by path,
-    after `optim.clip_norm` clips all trainable gradients together. `train_only` (LoRA's
-    adapters): the paths that train when `optim.freeze` is empty, every other one frozen."""
+def optimizer_groups(
+    params: nnx.State, optim_cfg: Any, train_only: Sequence[str] | None = None
+) -> ParamGroups:
+    """The parameter groups of `optim.freeze` (no update, no optimizer state) and `optim.lr_mult`
+    (a factor on the learning rate, first matching pattern) by path; `params` may be abstract.
+    `train_only` (LoRA's adapters): the paths that train when `optim.freeze` is empty, every other
+    one frozen. A pattern that matches nothing, or freezing everything, is a ZooError."""
     freeze = to_plain(optim_cfg.get("freeze")) or ()
     if train_only is not None and not freeze:
         trained = set(train_only)
         freeze = [path for path in flat_variables(params) if path not in trained]
-    groups = param_groups(
+    return param_groups(
         params,
         freeze=freeze,
         lr_mult=to_plain(optim_cfg.get("lr_mult")) or None,
         freeze_key="optim.freeze",
         lr_mult_key="optim.lr_mult",
     )
-    if train_only is not None:  # LoRA: the listing of every frozen base tensor is no news
+
+
+def with_param_groups(
+    tx: optax.GradientTransformation, groups: ParamGroups, optim_cfg: Any, lora: bool = False
+) -> optax.GradientTransformation:
+    """`tx` (the optimizer without clipping) with `groups` (optimizer_groups) applied by path,
+    after `optim.clip_norm` clips all trainable gradients together; the groups are logged (with
+    `lora`, only how many parameters train)."""
+    if lora:  # the listing of every frozen base tensor is no news
         total = sum(groups.sizes.values())
         trainable = total - sum(groups.sizes[p] for p in groups.frozen)
         log.info(
