@@ -29,6 +29,7 @@ from zoo.optim.groups import ParamGroups
 from zoo.optim.optimizers import make_optimizer
 from zoo.training import footprint, parallel, sharding
 from zoo.training.init_from import (
+    InitialWeights,
     check_initial_weights,
     load_initial_weights,
     optimizer_groups,
@@ -144,12 +145,12 @@ def _add_lora(model: nnx.Module, lora: dict[str, Any], seed: int) -> list[str]:
 
 def checked_before_building(
     abstract_model: nnx.Module, cfg: DictConfig, name: str, kwargs: dict[str, Any]
-) -> ParamGroups:
+) -> tuple[InitialWeights | None, ParamGroups]:
     """Refuse, from the model's paths and shapes alone (`abstract_model`, from nnx.eval_shape),
     what would be refused once it is built: `init.*` (the source and how it fits), LoRA's
     `model.lora.targets`, and `optim.freeze` / `optim.lr_mult`; so a refused run compiles and
-    allocates nothing. Returns the optimizer's parameter groups."""
-    check_initial_weights(abstract_model, cfg.get("init"))
+    allocates nothing. Returns the checked initial weights and the optimizer's parameter groups."""
+    initial = check_initial_weights(abstract_model, cfg.get("init"))
     lora, adapted = lora_of(cfg.model), None
     if lora is not None:  # the adapters' paths: with the model, in shapes only
 
@@ -161,7 +162,8 @@ def checked_before_building(
         layers: list[str] = []
         abstract_model = nnx.eval_shape(with_adapters)
         adapted = [f"{layer}/{adapter}" for layer in layers for adapter in ADAPTERS]
-    return optimizer_groups(nnx.state(abstract_model, nnx.Param), cfg.optim, train_only=adapted)
+    params = nnx.state(abstract_model, nnx.Param)
+    return initial, optimizer_groups(params, cfg.optim, train_only=adapted)
 
 
 def fuse_steps(setting: bool | None, model: nnx.Module, mesh: Any) -> bool:
@@ -282,9 +284,9 @@ def build_run(cfg: DictConfig) -> Run:
     def model_layout(abstract: nnx.State) -> nnx.State:
         return sharding.param_shardings(placement, abstract, mesh)
 
-    groups = checked_before_building(abstract_model, cfg, name, kwargs)
+    initial, groups = checked_before_building(abstract_model, cfg, name, kwargs)
     model = build_model(name, kwargs, cfg.seed, shardings=model_layout)
-    init_report = load_initial_weights(model, cfg.get("init"))
+    init_report = load_initial_weights(model, initial)
     adapted = add_adapters(model, cfg.model, cfg.seed)
     tx = with_param_groups(unclipped, groups, cfg.optim, lora=adapted is not None)
     model.train()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import optax
@@ -17,42 +18,44 @@ from zoo.errors import ZooError
 from zoo.optim.groups import ParamGroups, param_groups, partition_optimizer
 from zoo.paths import flat_variables
 from zoo.weights.load import LoadReport, load_weights, plan_load
-from zoo.weights.sources import open_source
+from zoo.weights.sources import WeightSource, open_source
 
 log = logging.getLogger(__name__)
 
 INIT_REPORT = "init_report.json"  # in the run directory: what init.from loaded, path by path
 
 
-def check_initial_weights(model: nnx.Module, init_cfg: Any) -> LoadReport | None:
-    """What `load_initial_weights` would load into `model` (which may be abstract:
-    `nnx.eval_shape`), with every refusal it would make, without reading a tensor; None when
-    `init.from` is null. A run checks this before it builds its model: a source that does not fit
-    is refused before anything is compiled or allocated."""
-    opened = _open_initial_weights(init_cfg)
-    return None if opened is None else _checked_plan(model, *opened, init_cfg)
+@dataclass(frozen=True)
+class InitialWeights:
+    """The weights `init.from` names, checked against the model: its opened source and the
+    keyword arguments of `init.*` for zoo.weights.load."""
+
+    source_path: str
+    source: WeightSource
+    options: dict[str, Any]
 
 
-def load_initial_weights(model: nnx.Module, init_cfg: Any) -> LoadReport | None:
-    """Copy the weights `init.from` names into `model`, as `init.rename`, `init.include` and
-    `init.exclude` say, and log the report; None when `init.from` is null.
+def check_initial_weights(model: nnx.Module, init_cfg: Any) -> InitialWeights | None:
+    """Open the source `init.from` names and plan its load into `model` (which may be abstract:
+    `nnx.eval_shape`) without reading a tensor; None when `init.from` is null. A run checks this
+    before it builds its model, so a source that does not fit is refused before anything is
+    compiled or allocated.
 
     With `init.strict`, a source that does not fit (a path missing, unexpected or of another
-    shape) is one ZooError listing every difference, and nothing is loaded; so is one from which
-    nothing would be loaded (all excluded, or nothing fits with `init.strict=false`)."""
-    opened = _open_initial_weights(init_cfg)
-    if opened is None:
+    shape) is one ZooError listing every difference; so is one from which nothing would be loaded
+    (all excluded, or nothing fits with `init.strict=false`)."""
+    source_path = init_cfg.get("from") if init_cfg is not None else None
+    if source_path is None:
         return None
-    source, options = opened
-    _checked_plan(model, source, options, init_cfg)
-    report = load_weights(model, source, strict=False, **options)
-    log.info("initial weights (init.from=%s):\n%s", init_cfg.get("from"), report.table())
-    return report
-
-
-def _checked_plan(
-    model: nnx.Module, source: Any, options: dict[str, Any], init_cfg: Any
-) -> LoadReport:
+    try:
+        source = open_source(source_path)
+    except ZooError as err:
+        raise ZooError(f"init.from={source_path}: {err}") from None
+    options = {
+        "rename": to_plain(init_cfg.get("rename")),
+        "include": to_plain(init_cfg.get("include")) or None,
+        "exclude": to_plain(init_cfg.get("exclude")) or None,
+    }
     try:
         planned = plan_load(model, source, strict=False, **options)
     except ZooError as err:  # name the setting: `init.exclude pattern 'hed' matches no path`
@@ -66,28 +69,20 @@ def _checked_plan(
         )
     if not planned.loaded:  # a run that asked for weights and would start from none
         raise ZooError(
-            f"init.from={init_cfg.get('from')}: no tensor would be loaded ({planned.counts()}); "
-            "a run without init.from starts from fresh weights"
+            f"init.from={source_path}: no tensor would be loaded ({planned.counts()}); a run "
+            "without init.from starts from fresh weights"
         )
-    return planned
+    return InitialWeights(str(source_path), source, options)
 
 
-def _open_initial_weights(init_cfg: Any) -> tuple[Any, dict[str, Any]] | None:
-    """(the source `init.from` names, opened; the keyword arguments of `init.*` for
-    zoo.weights.load), or None when `init.from` is null."""
-    source_path = init_cfg.get("from") if init_cfg is not None else None
-    if source_path is None:
+def load_initial_weights(model: nnx.Module, initial: InitialWeights | None) -> LoadReport | None:
+    """Copy the weights `check_initial_weights` checked into `model`, by path, and log the
+    report; None when there are none."""
+    if initial is None:
         return None
-    try:
-        source = open_source(source_path)
-    except ZooError as err:
-        raise ZooError(f"init.from={source_path}: {err}") from None
-    options = {
-        "rename": to_plain(init_cfg.get("rename")),
-        "include": to_plain(init_cfg.get("include")) or None,
-        "exclude": to_plain(init_cfg.get("exclude")) or None,
-    }
-    return source, options
+    report = load_weights(model, initial.source, strict=False, **initial.options)
+    log.info("initial weights (init.from=%s):\n%s", initial.source_path, report.table())
+    return report
 
 
 def optimizer_groups(
