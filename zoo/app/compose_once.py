@@ -13,7 +13,8 @@ Each composition also deep-copies its config repository, and with it the whole C
 store is only read (each load copies the node it returns), so the copy shares it, as Hydra's own
 later versions do by looking the store up each time (hydra pull request 2928). And each parses
 every YAML file it reads again (about a fifth of its time): a file whose text is the same as
-before gives a copy of what its parse gave then.
+before gives a copy of what its parse gave then. A composition that would make a defaults list
+and merged config made before in the process takes a copy of those (zoo/app/composition_memo.py).
 
 Scoped: the patches hold only inside `compose_once()` / `light_composition()`, which the zoo's
 own apps, `zoo.compose` and the model table enter; importing the zoo changes nothing in another
@@ -27,9 +28,9 @@ import copy
 import dataclasses
 import hashlib
 from collections.abc import Callable, Iterator
-from importlib import resources
-from pathlib import Path
 from typing import Any
+
+from zoo.app.composition_memo import memoised, source_file
 
 _KNOWN_HYDRA = ("1.3.",)  # the versions whose internals this was written against
 _MISSING_DEFAULT = ("You must specify", "Missing ConfigDefault")  # a `???` in a defaults list
@@ -60,7 +61,8 @@ def light_composition() -> Iterator[None]:
     for source, load in zip(sources, loads, strict=True):
         source.load_config = _parsed_once(load)  # type: ignore[method-assign]
     try:
-        yield
+        with memoised():
+            yield
     finally:
         del ConfigStore.__deepcopy__  # type: ignore[attr-defined]
         for source, load in zip(sources, loads, strict=True):
@@ -72,10 +74,8 @@ _parsed: dict[tuple, Any] = {}  # (source, config, digest of its text) -> its Co
 
 def _parsed_once(load: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
     def load_config(self: Any, config_path: str) -> Any:
-        try:  # the file a file:// or pkg:// source reads (Hydra's own configs are pkg://)
-            base = self.path if self.scheme() == "file" else str(resources.files(self.path))
-            text = Path(base, self._normalize_file_name(config_path)).read_bytes()
-        except (OSError, TypeError, ValueError, ModuleNotFoundError):  # not a plain file
+        text = source_file(self, config_path)  # Hydra's own configs are pkg://
+        if text is None:  # not a plain file
             return load(self, config_path)
         key = (self.scheme(), self.path, config_path, hashlib.blake2b(text).digest())
         if key not in _parsed:
