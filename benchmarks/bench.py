@@ -13,6 +13,7 @@ models and their FLOP/s as a fraction of the card's peak.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -515,7 +516,9 @@ def main() -> None:
     ckpt = measured("ckpt", checkpoint_overhead(*((1, 2000) if args.quick else (3, 20_000))))
     print(", ".join(f"{k} {v:.2f} s" for k, v in ckpt.items()), flush=True)
     print("start-up", flush=True)
-    start = measured("start", startup(3 if args.quick else 7))
+    start = startup(3 if args.quick else 7)
+    composed = composition(3 if args.quick else 7)
+    start = measured("start", start | {f"compose {k}": v for k, v in composed.items()})
     print("matmul peak", flush=True)
     # CPU: the large model's matmuls are (1024 x 1024) @ (1024 x 1024), so the same-sized `a @ a`
     # is the practical peak for that work, a 2048 one beside it for context (measured beside the
@@ -586,6 +589,30 @@ def scaling_table(scaling: list) -> list[str]:
     return rows
 
 
+def composition(repeats: int, rounds: int = 20) -> dict[str, float]:
+    """Median CPU seconds of one in-process composition of `train` (as a sweep under the basic
+    launcher, `zoo.compose` or the tests make them: the same config-group choices, another value
+    each time), by Hydra alone (`hydra`) and inside the zoo's `light_composition()` (`zoo`: the
+    ConfigStore shared, each file parsed once, the defaults list and merged config kept), in
+    turn within each repeat."""
+    from hydra import compose, initialize_config_dir
+
+    from zoo.app.compose_once import light_composition
+
+    times: dict[str, list[float]] = {"hydra": [], "zoo": []}
+    scopes = {"hydra": contextlib.nullcontext, "zoo": light_composition}
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        for _ in range(repeats):
+            for name, scope in scopes.items():
+                with scope():
+                    compose("train", ["model=mlp"])  # what is kept or parsed once, made
+                    start = time.process_time()
+                    for i in range(rounds):
+                        compose("train", ["model=mlp", f"optim.lr={0.001 * (i + 1)}"])
+                    times[name].append((time.process_time() - start) / rounds)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def around_the_loop(ckpt: dict[str, float], start: dict[str, float]) -> list[str]:
     train_s, cold_s, imports_s, minimal_s, ckpt_s = (
         start[k] for k in ("train", "cold", "imports", "minimal", "minimal+ckpt")
@@ -608,6 +635,12 @@ def around_the_loop(ckpt: dict[str, float], start: dict[str, float]) -> list[str
         f"**{minimal_s / imports_s:.2f}x**, and {fmt_time(ckpt_s)}, "
         f"**{ckpt_s / imports_s:.2f}x**, when it also saves one orbax checkpoint as every run "
         f"does; the zoo's run is {train_s / ckpt_s:.2f}x the latter.",
+        f"- Composition in a process (a sweep under the basic launcher, `zoo.compose`, the "
+        f"tests): composing `train` again with the same config groups and another value takes "
+        f"{fmt_time(start['compose zoo'])} of CPU in the zoo's apps against "
+        f"{fmt_time(start['compose hydra'])} by Hydra alone: "
+        f"**{start['compose hydra'] / start['compose zoo']:.1f}x** less "
+        f"(zoo/app/composition_memo.py).",
     ]
 
 
