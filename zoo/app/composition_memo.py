@@ -25,6 +25,7 @@ import contextlib
 import copy
 import dataclasses
 import hashlib
+import operator
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -122,11 +123,8 @@ def _store_nodes() -> tuple:
 def _still(kept: _Kept, repo: Any) -> bool:
     """Whether every read of `kept` gives the same answer from `repo` now."""
     store = _store_nodes()
-    if len(store) != len(kept.store) or any(
-        a is not b for a, b in zip(store, kept.store, strict=True)
-    ):
-        return False
-    return all(_answer(repo, *read) == answer for read, answer in kept.reads.items())
+    same_store = len(store) == len(kept.store) and all(map(operator.is_, store, kept.store))
+    return same_store and all(_answer(repo, *read) == answer for read, answer in kept.reads.items())
 
 
 def _key(repo: Any, config_name: str | None, overrides: list, *flags: bool) -> tuple:
